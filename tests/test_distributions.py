@@ -1,0 +1,292 @@
+"""The priors: CDFs against scipy and mpmath, exact gradients, torch's distribution protocol."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.autograd import gradcheck
+from torch.distributions import Normal, constraints
+
+from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
+
+F64 = torch.float64
+
+
+def tensor(values, dtype=F64) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype)
+
+
+def relaxed_bernoulli_oracle(x, temperature, logits):
+    """P(sigmoid((l + L) / t) <= x) for L standard logistic: a logistic CDF in logit space."""
+    return scipy.stats.logistic.cdf(temperature * scipy.special.logit(x) - logits)
+
+
+# Each prior: a builder from float64 parameter tensors, the parameters (one value per group of a
+# batch where given as lists), and the scipy oracle of its CDF given numpy parameters.
+PRIORS = {
+    "beta(2, 6)": (Beta, ([2.0], [6.0]), lambda x, a, b: scipy.stats.beta(a, b).cdf(x)),
+    "beta per group": (
+        Beta,
+        ([0.3, 2.0, 10.0, 0.5], [0.7, 3.0, 0.2, 0.5]),
+        lambda x, a, b: scipy.stats.beta(a, b).cdf(x),
+    ),
+    "symmetric beta(0.9)": (
+        SymmetricBeta,
+        ([0.9],),
+        lambda x, a: scipy.stats.beta(a, 1 - a).cdf(x),
+    ),
+    "symmetric beta per group": (
+        SymmetricBeta,
+        ([0.1, 0.5, 0.75],),
+        lambda x, a: scipy.stats.beta(a, 1 - a).cdf(x),
+    ),
+    "relaxed bernoulli probs": (
+        lambda t, p: RelaxedBernoulli(t, probs=p),
+        ([0.25, 0.01, 2.0], [0.2, 0.8, 0.5]),
+        lambda x, t, p: relaxed_bernoulli_oracle(x, t, scipy.special.logit(p)),
+    ),
+    "relaxed bernoulli logits": (
+        lambda t, logits: RelaxedBernoulli(t, logits=logits),
+        ([0.4, 1.0], [1.5, -3.0]),
+        relaxed_bernoulli_oracle,
+    ),
+}
+BETA_PRIORS = [name for name in PRIORS if "beta" in name]
+
+
+def build(name: str, dtype=F64, requires_grad=False):
+    builder, parameters, _ = PRIORS[name]
+    tensors = [tensor(p, dtype).requires_grad_(requires_grad) for p in parameters]
+    return builder(*tensors), tensors
+
+
+def oracle(name: str, x: np.ndarray) -> np.ndarray:
+    _, parameters, cdf = PRIORS[name]
+    return cdf(x[:, None], *(np.asarray(p) for p in parameters))
+
+
+X_GRID = np.concatenate([[1e-12, 1e-6], np.linspace(0.001, 0.999, 61), [1 - 1e-6, 1 - 1e-12]])
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_cdf_matches_scipy_float64(name):
+    prior, _ = build(name)
+    got = prior.cdf(tensor(X_GRID)[:, None]).numpy()
+    np.testing.assert_allclose(got, oracle(name, X_GRID), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_cdf_float32_close_to_float64(name):
+    prior, _ = build(name, torch.float32)
+    x = X_GRID.astype(np.float32)
+    x = x[x < 1]  # 1 - 1e-12 rounds to 1 in float32
+    got = prior.cdf(torch.from_numpy(x)[:, None])
+    assert got.dtype == torch.float32
+    expected = oracle(name, x.astype(np.float64))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_cdf_from_logits_matches_cdf_of_sigmoid(name):
+    # Beyond |z| = 15, 1 - sigmoid(z) has lost more than 1e-9 of relative precision in float64:
+    # there the two differ, and cdf_from_logits is the exact one (see the far-tail tests).
+    prior, _ = build(name)
+    z = torch.linspace(-15, 15, 121, dtype=F64)[:, None]
+    torch.testing.assert_close(
+        prior.cdf_from_logits(z), prior.cdf(torch.sigmoid(z)), rtol=1e-8, atol=1e-13
+    )
+
+
+def _beta_cdf_at_logit(z: float, a: float, b: float) -> float:
+    """I_sigmoid(z)(a, b) in 60 digits, through the complement for z > 0."""
+    with mpmath.workdps(60):
+        z = mpmath.mpf(z)
+        if z <= 0:
+            return float(mpmath.betainc(a, b, 0, 1 / (1 + mpmath.exp(-z)), regularized=True))
+        return float(1 - mpmath.betainc(b, a, 0, 1 / (1 + mpmath.exp(z)), regularized=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("a, b", [(0.9, 0.1), (0.1, 0.9), (2.0, 6.0), (0.05, 0.3)])
+def test_beta_cdf_from_logits_far_tails_match_mpmath(a, b, dtype):
+    # Far beyond where sigmoid rounds to 0 or 1, in both tails and both branches (|z| <= 40 is
+    # betainc, beyond it the series' leading term). Lower tail: relative error; upper tail: F
+    # itself is near 1, so absolute error.
+    far = [1.0, 15.0, 39.0, 41.0, 80.0, 120.0, 300.0] + ([700.0] if dtype == F64 else [])
+    z = np.array(sorted([-v for v in far] + far))
+    expected = np.array([_beta_cdf_at_logit(v, a, b) for v in z])
+    got = Beta(tensor(a, dtype), tensor(b, dtype)).cdf_from_logits(tensor(z, dtype))
+    got = got.double().numpy()
+    lower = z <= 0
+    relative, absolute = (1e-12, 1e-15) if dtype == F64 else (2e-5, 1e-7)
+    np.testing.assert_allclose(got[lower], expected[lower], rtol=relative, atol=1e-300)
+    np.testing.assert_allclose(got[~lower], expected[~lower], rtol=0, atol=absolute)
+
+
+def test_relaxed_bernoulli_cdf_from_logits_is_exact_far_out():
+    prior = RelaxedBernoulli(tensor(0.01), probs=tensor(0.8))
+    z = tensor([-500.0, -200.0, 0.0, 100.0, 300.0, 800.0])
+    expected = scipy.stats.logistic.cdf(0.01 * z.numpy() - scipy.special.logit(0.8))
+    np.testing.assert_allclose(prior.cdf_from_logits(z).numpy(), expected, rtol=1e-13)
+
+
+# --- gradients ---------------------------------------------------------------------------------
+
+
+def _inputs(name: str, points: torch.Tensor):
+    _, parameters, _ = PRIORS[name]
+    return (points, *(tensor(p).requires_grad_() for p in parameters))
+
+
+VALUES = torch.tensor([0.003, 0.2, 0.45, 0.8, 0.997], dtype=F64)[:, None]
+LOGITS = torch.tensor([-60.0, -41.0, -12.0, -0.5, 0.7, 9.0, 40.5, 55.0], dtype=F64)[:, None]
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_gradcheck_cdf_wrt_value_and_parameters(name):
+    builder = PRIORS[name][0]
+    inputs = _inputs(name, VALUES.clone().requires_grad_())
+    assert gradcheck(lambda x, *p: builder(*p).cdf(x), inputs, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_gradcheck_cdf_from_logits_wrt_value_and_parameters(name):
+    builder = PRIORS[name][0]
+    inputs = _inputs(name, LOGITS.clone().requires_grad_())
+    assert gradcheck(lambda z, *p: builder(*p).cdf_from_logits(z), inputs, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_cdf_outside_support_is_clamped_with_zero_gradient(name):
+    prior, parameters = build(name, requires_grad=True)
+    x = tensor([-1.0, 0.0, 1.0, 2.0, -math.inf, math.inf])[:, None].requires_grad_()
+    cdf = prior.cdf(x)
+    expected = tensor([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])[:, None].expand_as(cdf)
+    torch.testing.assert_close(cdf, expected)
+    gradients = torch.autograd.grad(cdf.sum(), [x, *parameters])
+    for gradient in gradients:
+        assert torch.equal(gradient, torch.zeros_like(gradient))
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_cdf_of_nan_is_nan(name):
+    prior, _ = build(name)
+    assert torch.isnan(prior.cdf(tensor([math.nan]))).all()
+
+
+# --- torch's distribution protocol -------------------------------------------------------------
+
+INVALID = [
+    ("beta negative a", lambda: Beta(-1.0, 2.0), "concentration1"),
+    ("beta zero b", lambda: Beta(tensor([1.0, 2.0]), tensor([1.0, 0.0])), "concentration0"),
+    ("beta nan a", lambda: Beta(math.nan, 2.0), "concentration1"),
+    ("symmetric beta 0", lambda: SymmetricBeta(0.0), "parameter a "),
+    ("symmetric beta 1", lambda: SymmetricBeta(tensor([0.5, 1.0])), "parameter a "),
+    ("symmetric beta 1.5", lambda: SymmetricBeta(1.5), "parameter a "),
+    ("relaxed bernoulli zero temperature", lambda: RelaxedBernoulli(0.0, probs=0.5), "temperature"),
+    ("relaxed bernoulli negative temperature", lambda: RelaxedBernoulli(-1.0, logits=0.0), "temp"),
+    ("relaxed bernoulli probs > 1", lambda: RelaxedBernoulli(0.5, probs=1.5), "probs"),
+    ("relaxed bernoulli both", lambda: RelaxedBernoulli(0.5, probs=0.5, logits=0.0), "probs or"),
+    ("relaxed bernoulli neither", lambda: RelaxedBernoulli(0.5), "probs or logits"),
+    ("torch normal zero std", lambda: Normal(0.0, 0.0), "scale"),
+]
+
+
+@pytest.mark.parametrize(
+    "build_invalid, match", [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_invalid_parameters_raise_value_error_naming_them(build_invalid, match):
+    with pytest.raises(ValueError, match=match):
+        build_invalid()
+
+
+def test_validate_args_false_skips_the_checks():
+    Beta(-1.0, 2.0, validate_args=False)
+    SymmetricBeta(1.5, validate_args=False)
+    RelaxedBernoulli(-1.0, probs=0.5, validate_args=False)
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_expand(name):
+    prior, _ = build(name)
+    shape = (3, *prior.batch_shape)
+    expanded = prior.expand(shape)
+    assert type(expanded) is type(prior)
+    assert expanded.batch_shape == shape
+    x = torch.rand(7, *shape, dtype=F64)
+    torch.testing.assert_close(expanded.cdf(x), prior.cdf(x))
+    torch.testing.assert_close(expanded.cdf_from_logits(x), prior.cdf_from_logits(x))
+    assert expanded.sample().shape == shape
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_support_constraints_and_batch_shape(name):
+    prior, parameters = build(name)
+    assert prior.support is constraints.unit_interval
+    assert prior.event_shape == ()
+    assert prior.batch_shape == torch.broadcast_shapes(*(p.shape for p in parameters))
+    assert set(prior.arg_constraints) >= (
+        {"a"} if "symmetric" in name else {"temperature"} if "relaxed" in name else set()
+    )
+    assert name.split()[0] in repr(prior).lower().replace("symmetricbeta", "symmetric")
+
+
+def test_relaxed_bernoulli_temperature_broadcasts_with_probs():
+    prior = RelaxedBernoulli(tensor([0.1, 0.5, 1.0]), probs=0.3)
+    assert prior.batch_shape == (3,)
+    assert prior.temperature.shape == (3,)
+
+
+def test_symmetric_beta_is_beta_a_one_minus_a():
+    a = tensor([0.2, 0.9])
+    prior = SymmetricBeta(a)
+    torch.testing.assert_close(prior.a, a)
+    torch.testing.assert_close(prior.concentration0, 1 - a)
+    torch.testing.assert_close(prior.mean, a)
+
+
+@pytest.mark.parametrize("name", ["beta per group", "relaxed bernoulli logits"])
+def test_cdf_against_torch_samples(name):
+    # The closed forms against torch's own samplers (Monte Carlo, Kolmogorov-Smirnov distance).
+    torch.manual_seed(0)
+    prior, _ = build(name)
+    samples = prior.sample((20000,))
+    sorted_samples = samples.sort(0).values
+    empirical = torch.arange(1, 20001, dtype=F64)[:, None] / 20000
+    distance = (prior.cdf(sorted_samples) - empirical).abs().max()
+    assert distance < 0.015  # the 1% KS critical value for n = 20000 is 0.0115
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    temperature=st.floats(0.01, 5.0),
+    probs=st.floats(0.01, 0.99),
+    x=st.lists(st.floats(1e-6, 1 - 1e-6), min_size=2, max_size=20),
+)
+def test_relaxed_bernoulli_cdf_is_monotone_and_matches_logit_form(temperature, probs, x):
+    prior = RelaxedBernoulli(tensor(temperature), probs=tensor(probs))
+    values = tensor(sorted(x))
+    cdf = prior.cdf(values)
+    assert ((cdf >= 0) & (cdf <= 1)).all()
+    assert (cdf.diff() >= 0).all()
+    torch.testing.assert_close(cdf, prior.cdf_from_logits(torch.logit(values)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    a=st.floats(0.05, 20.0),
+    b=st.floats(0.05, 20.0),
+    z=st.lists(st.floats(-60.0, 60.0), min_size=2, max_size=10),
+)
+def test_beta_cdf_from_logits_is_monotone_in_unit_interval(a, b, z):
+    cdf = Beta(tensor(a), tensor(b)).cdf_from_logits(tensor(sorted(z)))
+    assert ((cdf >= 0) & (cdf <= 1)).all()
+    assert (cdf.diff() >= -1e-15).all()
