@@ -1,0 +1,354 @@
+"""The Batch-Shaping loss: the squared distance between empirical CDFs and a prior's CDF.
+
+The public entry points are :func:`batch_shaping_loss` and its thin module
+:class:`BatchShapingLoss`. The work is split into small private steps (lay the samples out last,
+sort them, rank them, evaluate the prior, average) so that any one of them, the sort above all,
+can be replaced by a faster implementation without touching the others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+__all__ = ["BatchShapingLoss", "batch_shaping_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+# Computed in float32 and returned in their own dtype: sorting and the CDFs need the range.
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+Dim = int | Sequence[int] | None
+
+
+def batch_shaping_loss(
+    x: Tensor,
+    prior: Distribution,
+    *,
+    dim: Dim = None,
+    mask: Tensor | None = None,
+    ties: bool = False,
+    logits: bool = False,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    r"""Batch-Shaping loss of ``x`` against ``prior`` (Bejnordi et al., ICLR 2020).
+
+    For each group of N values sorted as x_(1) <= ... <= x_(N), with F the prior's CDF:
+
+    .. math::
+        \mathcal{L} = \frac{1}{N} \sum_{i=1}^{N} \left(\frac{i}{N + 1} - F(x_{(i)})\right)^2
+
+    ``dim`` names the sample dimension(s), like a torch reduction; every index of the other
+    dimensions is a group of its own, with its own empirical CDF, and ``prior.batch_shape`` must
+    broadcast to the shape of the groups (x's shape without the ``dim`` dimensions), so one prior
+    per group is a prior of that batch shape. Gradients flow to ``x`` and to any parameters of
+    ``prior`` that require them; they are exact as far as the prior's ``cdf`` is (the sort is
+    piecewise linear: its gradient is the permutation).
+
+    Args:
+        x: values, any floating dtype; float16 and bfloat16 are computed in float32.
+        prior: a :class:`torch.distributions.Distribution` with a ``cdf`` and an empty
+            ``event_shape``: :mod:`batchshaping.distributions` priors, torch's ``Normal``, ...
+            Values outside its support are not an error (see the prior's ``cdf``).
+        dim: sample dimension(s), an int or a tuple; ``None`` (default) puts every value of x in
+            one distribution, the original Batch-Shaping.
+        mask: bool tensor shaped like x; values where it is False take no part, and each group's
+            empirical CDF uses its own count. No host-device synchronisation.
+        ties: give tied values their shared empirical CDF (the number of values <= x over N + 1)
+            instead of consecutive ranks.
+        logits: x holds pre-sigmoid values; the prior's CDF is evaluated at sigmoid(x) through
+            its ``cdf_from_logits`` when it has one (exact far into the tails), else as
+            ``prior.cdf(sigmoid(x))``.
+        reduction: ``"mean"`` (default) or ``"sum"`` over the groups, or ``"none"``.
+        validate: check for non-finite values in x and for groups left with fewer than 2 values
+            by the mask. These checks synchronise with the device; they are skipped when False
+            and always inside ``torch.compile``. With them off, an empty group contributes 0.
+
+    Returns:
+        A scalar, or for ``reduction="none"`` a tensor with the group shape; in x's dtype.
+
+    Raises:
+        ValueError: naming the argument, for a bad ``dim``, ``mask`` or ``reduction``, a group of
+            fewer than 2 values, non-finite values in x, or a prior whose batch shape does not
+            broadcast to the groups. ``TypeError`` for an x or prior of the wrong type.
+
+    Example:
+        >>> from torch.distributions import Normal
+        >>> x = torch.tensor([[0.1, 0.5, 0.9], [-1.0, 0.0, 1.0]])
+        >>> batch_shaping_loss(x, Normal(0.0, 1.0), dim=1, reduction="none")
+        tensor([0.0417, 0.0056])
+    """
+    _check_x(x)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    sample_dims = _sample_dims(dim, x.ndim)
+    _check_mask(mask, x)
+    _check_prior(prior)
+
+    compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+    values, group_shape = _samples_last(x.to(compute_dtype), sample_dims)
+    num_samples = values.shape[-1]
+    if num_samples < 2:
+        raise ValueError(
+            f"x: every group needs at least 2 samples, but dim={dim} gives groups of "
+            f"{num_samples} (x has shape {tuple(x.shape)})"
+        )
+    _check_prior_shape(prior, group_shape)
+    mask_last = None if mask is None else _samples_last(mask, sample_dims)[0]
+    if validate and not torch.compiler.is_compiling():
+        _check_finite(values, mask_last)
+        _check_group_sizes(mask_last)
+
+    sorted_values, counts = _sort_samples(values, mask_last)
+    empirical = _empirical_cdf(sorted_values, counts, ties)
+    valid = _valid_positions(counts, num_samples)
+    if valid is not None:
+        # Padding must not reach the prior: any value works, as its terms are dropped below.
+        sorted_values = torch.where(valid, sorted_values, sorted_values[..., :1])
+    modelled = _prior_cdf(prior, sorted_values, logits)
+    losses = _group_losses(empirical, modelled, counts, valid)
+    return _reduce(losses, reduction).to(x.dtype)
+
+
+class BatchShapingLoss(nn.Module):
+    """Module form of :func:`batch_shaping_loss`: stores the prior and options, calls the function.
+
+    A :class:`~torch.distributions.Distribution` computes (and some cache) tensors from its
+    parameters when it is built, so a prior with learnable parameters must be rebuilt after every
+    optimiser step: pass a callable that builds it, for instance an :class:`~torch.nn.Module`
+    holding the parameters (then registered as a submodule, so ``parameters()`` and ``.to()``
+    reach it). It is called on every forward, and gradients reach its parameters.
+
+    Args:
+        prior: a Distribution, or a callable with no arguments that returns one.
+        dim, ties, logits, reduction, validate: as in :func:`batch_shaping_loss`.
+
+    Example:
+        >>> from torch.distributions import Normal
+        >>> loss = BatchShapingLoss(Normal(0.0, 1.0))
+        >>> loss(torch.tensor([-1.0, 0.0, 1.0]))
+        tensor(0.0056)
+    """
+
+    def __init__(
+        self,
+        prior: Distribution | Callable[[], Distribution],
+        *,
+        dim: Dim = None,
+        ties: bool = False,
+        logits: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if not isinstance(prior, Distribution) and not callable(prior):
+            raise TypeError(
+                f"prior must be a torch Distribution or a callable returning one, "
+                f"got {type(prior).__name__}"
+            )
+        self.prior = prior
+        self.dim = dim
+        self.ties = ties
+        self.logits = logits
+        self.reduction = reduction
+        self.validate = validate
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The loss of ``x`` (and ``mask``) as :func:`batch_shaping_loss` gives it."""
+        prior = self.prior if isinstance(self.prior, Distribution) else self.prior()
+        return batch_shaping_loss(
+            x,
+            prior,
+            dim=self.dim,
+            mask=mask,
+            ties=self.ties,
+            logits=self.logits,
+            reduction=self.reduction,
+            validate=self.validate,
+        )
+
+    def extra_repr(self) -> str:
+        prior = "" if isinstance(self.prior, nn.Module) else f"prior={self.prior}, "
+        return (
+            f"{prior}dim={self.dim}, ties={self.ties}, logits={self.logits}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+# --- checks at the boundary -------------------------------------------------------------------
+
+
+def _check_x(x: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must have a floating dtype, got {x.dtype}")
+
+
+def _check_prior(prior: Distribution) -> None:
+    if not isinstance(prior, Distribution):
+        raise TypeError(f"prior must be a torch.distributions.Distribution, got {type(prior)}")
+    if prior.event_shape != ():
+        raise ValueError(
+            f"prior must be univariate (event_shape ()), got event_shape {tuple(prior.event_shape)}"
+        )
+
+
+def _sample_dims(dim: Dim, ndim: int) -> tuple[int, ...]:
+    """The sample dimensions as sorted non-negative ints."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dims = (dim,)
+    elif isinstance(dim, Sequence):
+        dims = tuple(dim)
+    else:
+        raise ValueError(f"dim must be an int, a tuple of ints or None, got {dim!r}")
+    if not dims:
+        raise ValueError("dim=() names no sample dimension; use dim=None for all of them")
+    normalised = []
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool):
+            raise ValueError(f"dim must be an int or a tuple of ints, got {dim!r}")
+        if ndim == 0 or not -ndim <= d < ndim:
+            raise ValueError(f"dim {d} is out of range for x with {ndim} dimension(s)")
+        normalised.append(d % ndim)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"dim {dim!r} names a dimension twice")
+    return tuple(sorted(normalised))
+
+
+def _check_mask(mask: Tensor | None, x: Tensor) -> None:
+    if mask is None:
+        return
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        kind = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor, got {kind}")
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"mask must have the shape of x, {tuple(x.shape)}, got {tuple(mask.shape)}"
+        )
+
+
+def _check_prior_shape(prior: Distribution, group_shape: torch.Size) -> None:
+    try:
+        fits = torch.broadcast_shapes(prior.batch_shape, group_shape) == group_shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"prior batch_shape {tuple(prior.batch_shape)} does not broadcast to the group "
+            f"shape {tuple(group_shape)} (the shape of x without its sample dimensions)"
+        )
+
+
+def _check_finite(values: Tensor, mask: Tensor | None) -> None:
+    bad = ~torch.isfinite(values)
+    if mask is not None:
+        bad &= mask
+    count = int(bad.sum())
+    if count:
+        where = " where mask is True" if mask is not None else ""
+        raise ValueError(f"x has {count} non-finite value(s) (NaN or infinite){where}")
+
+
+def _check_group_sizes(mask: Tensor | None) -> None:
+    if mask is None or mask.numel() == 0:
+        return
+    counts = mask.sum(-1)
+    small = int((counts < 2).sum())
+    if small:
+        raise ValueError(
+            f"mask leaves {small} group(s) with fewer than 2 samples "
+            f"(the smallest has {int(counts.min())})"
+        )
+
+
+# --- the loss, step by step -------------------------------------------------------------------
+
+
+def _samples_last(tensor: Tensor, sample_dims: tuple[int, ...]) -> tuple[Tensor, torch.Size]:
+    """Move the sample dimensions to the end and flatten them: (*groups, samples)."""
+    group_dims = [d for d in range(tensor.ndim) if d not in sample_dims]
+    group_shape = torch.Size([tensor.shape[d] for d in group_dims])
+    num_samples = math.prod([tensor.shape[d] for d in sample_dims])
+    moved = tensor.permute([*group_dims, *sample_dims])
+    return moved.reshape(*group_shape, num_samples), group_shape
+
+
+def _sort_samples(values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Sort each group; masked-out values become +inf and sort to the end.
+
+    Returns the sorted values (*groups, N) and, under a mask, the per-group counts (*groups,).
+    """
+    if mask is None:
+        return torch.sort(values, dim=-1).values, None
+    padded = torch.where(mask, values, torch.full_like(values, math.inf))
+    return torch.sort(padded, dim=-1).values, mask.sum(-1)
+
+
+def _empirical_cdf(sorted_values: Tensor, counts: Tensor | None, ties: bool) -> Tensor:
+    """i / (n + 1) at the i-th sorted value, or with ties the count of values <= it over n + 1.
+
+    Broadcasts against the sorted values (*groups, N).
+    """
+    num_samples = sorted_values.shape[-1]
+    if ties:
+        detached = sorted_values.detach().contiguous()
+        ranks = torch.searchsorted(detached, detached, right=True)
+    else:
+        ranks = torch.arange(1, num_samples + 1, device=sorted_values.device)
+    ranks = ranks.to(sorted_values.dtype)
+    if counts is None:
+        return ranks / (num_samples + 1)
+    return ranks / (counts.to(sorted_values.dtype) + 1).unsqueeze(-1)
+
+
+def _valid_positions(counts: Tensor | None, num_samples: int) -> Tensor | None:
+    """Under a mask, which sorted positions hold real values: (*groups, N) bool."""
+    if counts is None:
+        return None
+    return torch.arange(num_samples, device=counts.device) < counts.unsqueeze(-1)
+
+
+def _prior_cdf(prior: Distribution, sorted_values: Tensor, logits: bool) -> Tensor:
+    """The prior's CDF at every value, the samples laid out first as torch expects."""
+    samples_first = sorted_values.movedim(-1, 0)
+    try:
+        if not logits:
+            cdf = prior.cdf(samples_first)
+        elif hasattr(prior, "cdf_from_logits"):
+            cdf = prior.cdf_from_logits(samples_first)
+        else:
+            cdf = prior.cdf(torch.sigmoid(samples_first))
+    except NotImplementedError as error:
+        raise NotImplementedError(
+            f"prior {type(prior).__name__}: cdf is not implemented ({error}); "
+            f"batchshaping.distributions has Beta, SymmetricBeta and RelaxedBernoulli with one"
+        ) from error
+    return cdf.movedim(0, -1)
+
+
+def _group_losses(
+    empirical: Tensor, modelled: Tensor, counts: Tensor | None, valid: Tensor | None
+) -> Tensor:
+    """Mean squared difference over each group's values: (*groups,)."""
+    squared = (empirical - modelled) ** 2
+    if valid is None:
+        return squared.mean(-1)
+    squared = torch.where(valid, squared, torch.zeros_like(squared))
+    return squared.sum(-1) / counts.clamp(min=1).to(squared.dtype)
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
