@@ -1,0 +1,373 @@
+"""batchshaping.betainc against independent oracles: scipy (values), mpmath (derivatives).
+
+Every accuracy test runs both kernels on the CPU: the numba CPU kernel, and the portable torch
+kernel that serves CUDA and other devices (``portable`` fixture), so that CI checks both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import batchshaping
+from batchshaping.special import incomplete_beta
+from batchshaping.special.incomplete_beta import BroadcastError, betainc
+
+KERNELS = ["cpu", "portable"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, monkeypatch):
+    monkeypatch.setattr(incomplete_beta, "_PORTABLE_ON_CPU", request.param == "portable")
+    return request.param
+
+
+def _log_uniform(rng, low, high, n):
+    return np.exp(rng.uniform(np.log(low), np.log(high), n))
+
+
+def _value_and_grads(a, b, x, dtype=torch.float64):
+    a, b, x = (torch.tensor(v, dtype=dtype, requires_grad=True) for v in (a, b, x))
+    value = betainc(a, b, x)
+    value.sum().backward()
+    return value.detach(), a.grad, b.grad, x.grad
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def test_values_match_scipy_float64(kernel):
+    rng = np.random.default_rng(0)
+    n = 200_000 if kernel == "cpu" else 20_000
+    a, b = _log_uniform(rng, 1e-3, 1e3, n), _log_uniform(rng, 1e-3, 1e3, n)
+    x = rng.uniform(0.0, 1.0, n)
+    x[:4] = [0.0, 1.0, 1e-300, 1.0 - 2.0**-53]
+    ours = betainc(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(x)).numpy()
+    error = np.abs(ours - scipy.special.betainc(a, b, x))
+    assert error.max() <= 1e-12, (error.max(), a[error.argmax()], b[error.argmax()])
+
+
+def test_float32_values_match_scipy(kernel):
+    rng = np.random.default_rng(1)
+    n = 20_000
+    a, b = _log_uniform(rng, 1e-3, 1e3, n), _log_uniform(rng, 1e-3, 1e3, n)
+    x = rng.uniform(0.0, 1.0, n)
+    a32, b32, x32 = (torch.tensor(v, dtype=torch.float32) for v in (a, b, x))
+    ours = betainc(a32, b32, x32)
+    assert ours.dtype == torch.float32
+    reference = scipy.special.betainc(*(t.double().numpy() for t in (a32, b32, x32)))
+    assert np.abs(ours.double().numpy() - reference).max() <= 2e-7
+
+
+SCIPY_CONVENTIONS = [
+    (0.0, 1.0, 0.5),
+    (1.0, 0.0, 0.5),
+    (0.0, 0.0, 0.5),
+    (0.0, 1.0, 0.0),
+    (1.0, 0.0, 1.0),
+    (2.0, 3.0, 0.0),
+    (2.0, 3.0, 1.0),
+    (0.5, 0.5, 0.0),
+    (0.5, 0.5, 1.0),
+    (2.0, 3.0, -0.1),
+    (2.0, 3.0, 1.1),
+    (-1.0, 2.0, 0.5),
+    (2.0, -1.0, 0.5),
+    (math.inf, 2.0, 0.5),
+    (2.0, math.inf, 0.5),
+    (math.nan, 1.0, 0.5),
+    (1.0, math.nan, 0.5),
+    (1.0, 1.0, math.nan),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "x"), SCIPY_CONVENTIONS)
+def test_special_points_follow_scipy(kernel, a, b, x):
+    ours = betainc(torch.tensor(a, dtype=torch.float64), b, x).item()
+    expected = scipy.special.betainc(a, b, x)
+    assert ours == expected or (math.isnan(ours) and math.isnan(expected))
+
+
+# --- derivatives ----------------------------------------------------------------------------
+
+MPMATH_POINTS = [
+    (0.014, 3.467, 0.007),
+    (5.9, 0.01, 0.99),
+    (0.836, 0.221, 0.782),
+    (0.3, 9.0, 1e-16),
+    (9.0, 0.24, 1.0 - 1e-6),
+    (880.0, 990.0, 0.47),
+    (2.0, 1.0, 0.3),
+    (10.0, 2.0, 0.7),
+    (1.0, 3.0, 0.6),
+    (4.0, 5.0, 0.45),
+    (1e-3, 1e-3, 0.5),
+    (3.0, 4.0, 0.2),
+    (150.0, 0.5, 0.998),
+    (0.5, 40.0, 0.02),
+    (25.0, 30.0, 0.9),
+    (1.0, 1.0, 0.5),
+]
+
+
+def _mpmath_grads(a, b, x):
+    """d/da and d/db of mpmath's regularized incomplete beta, at 40 digits."""
+    with mpmath.workdps(40):
+        a, b, x = mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(x)
+        grad_a = mpmath.diff(lambda s: mpmath.betainc(s, b, 0, x, regularized=True), a)
+        grad_b = mpmath.diff(lambda s: mpmath.betainc(a, s, 0, x, regularized=True), b)
+        return float(grad_a), float(grad_b)
+
+
+@pytest.mark.parametrize(("a", "b", "x"), MPMATH_POINTS)
+def test_parameter_gradients_match_mpmath(kernel, a, b, x):
+    _, grad_a, grad_b, _ = _value_and_grads(a, b, x)
+    for ours, expected in zip((grad_a.item(), grad_b.item()), _mpmath_grads(a, b, x), strict=True):
+        assert abs(ours - expected) <= max(1e-9, 1e-7 * abs(expected)), (ours, expected)
+
+
+def test_x_gradient_is_the_beta_density(kernel):
+    rng = np.random.default_rng(2)
+    n = 2000
+    a, b = _log_uniform(rng, 1e-2, 1e3, n), _log_uniform(rng, 1e-2, 1e3, n)
+    x = rng.uniform(1e-6, 1.0 - 1e-6, n)
+    _, _, _, grad_x = _value_and_grads(a, b, x)
+    density = scipy.stats.beta.pdf(x, a, b)
+    np.testing.assert_allclose(grad_x.numpy(), density, rtol=1e-10, atol=1e-300)
+
+
+def test_float32_gradients_match_float64(kernel):
+    rng = np.random.default_rng(3)
+    n = 5000
+    a, b = rng.uniform(0.05, 100.0, n), rng.uniform(0.05, 100.0, n)
+    x = rng.uniform(0.001, 0.999, n)
+    a, b, x = (np.float32(v).astype(np.float64) for v in (a, b, x))  # the same points in both
+    grads32 = _value_and_grads(a, b, x, torch.float32)
+    grads64 = _value_and_grads(a, b, x, torch.float64)
+    for g32, g64 in zip(grads32, grads64, strict=True):
+        assert g32.dtype == torch.float32
+        error = (g32.double() - g64).abs() / g64.abs().clamp_min(1.0)
+        assert error.max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finite_over_the_whole_range(kernel, dtype):
+    rng = np.random.default_rng(4)
+    n = 20_000
+    a, b = _log_uniform(rng, 1e-3, 1e5, n), _log_uniform(rng, 1e-3, 1e5, n)
+    x = rng.uniform(0.0, 1.0, n)
+    x[: n // 10] = 0.0
+    x[n // 10 : n // 5] = 1.0
+    x[n // 5 : n // 4] = rng.choice([1e-30, 1e-8, 1.0 - 1e-7, 0.5], n // 4 - n // 5)
+    corners = [(1e-3, 1e-3), (1e-3, 1e5), (1e5, 1e-3), (1e5, 1e5)]
+    for k, (ca, cb) in enumerate(corners):
+        a[n - 40 + 10 * k : n - 30 + 10 * k] = ca
+        b[n - 40 + 10 * k : n - 30 + 10 * k] = cb
+        x[n - 40 + 10 * k : n - 30 + 10 * k] = np.linspace(0.0, 1.0, 10)
+    value, grad_a, grad_b, grad_x = _value_and_grads(a, b, x, dtype)
+    assert ((value >= 0) & (value <= 1)).all()
+    for grad in (grad_a, grad_b, grad_x):
+        assert torch.isfinite(grad).all()
+
+
+def test_large_parameters_match_scipy(kernel):
+    points = np.array(
+        [
+            (1e5, 1e5, 0.5),
+            (1e5, 1e5, 0.501),
+            (3e4, 7e4, 0.3),
+            (1e5, 1e-3, 0.99999),
+            (1e-3, 1e5, 1e-5),
+            (1e5, 2.0, 1 - 2e-5),
+            (1e5, 1e3, 0.99),
+        ]
+    ).T
+    ours = betainc(*(torch.from_numpy(v) for v in points)).numpy()
+    np.testing.assert_allclose(ours, scipy.special.betainc(*points), rtol=1e-11, atol=1e-13)
+
+
+GRADCHECK_POINTS = [
+    (0.5, 0.7, 0.3),
+    (2.0, 6.0, 0.2),
+    (2.0, 6.0, 0.6),
+    (30.0, 20.0, 0.55),
+    (0.05, 3.0, 0.01),
+    (3.0, 2.0, 0.95),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "x"), GRADCHECK_POINTS)
+def test_gradcheck(kernel, a, b, x):
+    inputs = tuple(
+        torch.tensor([v, v * 1.1], dtype=torch.float64, requires_grad=True)
+        for v in (a, b, min(x, 0.9))
+    )
+    assert torch.autograd.gradcheck(betainc, inputs)
+
+
+def test_gradcheck_broadcast(kernel):
+    a = torch.tensor([[0.5], [2.0], [7.0]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([1.5, 3.0], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[0.2, 0.4], [0.5, 0.6], [0.7, 0.9]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(betainc, (a, b, x))
+
+
+# --- properties -----------------------------------------------------------------------------
+
+parameters = st.floats(1e-3, 1e3)
+# Dyadic points, so that 1 - x is exact and the reflection is tested, not the rounding of 1 - x.
+interior = st.integers(1, 2**30 - 1).map(lambda k: k / 2**30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parameters, parameters, interior)
+def test_reflection(a, b, x):
+    left = betainc(torch.tensor(a, dtype=torch.float64), b, x)
+    right = 1.0 - betainc(torch.tensor(b, dtype=torch.float64), a, 1.0 - x)
+    assert abs(left.item() - right.item()) <= 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(parameters, parameters, st.lists(st.floats(0.0, 1.0), min_size=2, max_size=50))
+def test_monotone_in_x(a, b, xs):
+    x = torch.tensor(sorted(xs), dtype=torch.float64)
+    values = betainc(torch.tensor(a, dtype=torch.float64), b, x)
+    assert (values.diff() >= 0).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1e-2, 500.0), st.floats(1e-2, 500.0), st.floats(1e-6, 1.0 - 1e-6))
+def test_recurrence_in_a(a, b, x):
+    a64 = torch.tensor(a, dtype=torch.float64)
+    step = math.exp(a * math.log(x) + b * math.log1p(-x) - math.log(a) - scipy.special.betaln(a, b))
+    expected = betainc(a64, b, x) - step
+    assert abs(betainc(a64 + 1.0, b, x).item() - expected.item()) <= 1e-12
+
+
+# --- the public interface -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_computed_in_float32(dtype):
+    a = torch.tensor([2.0, 0.5], dtype=dtype, requires_grad=True)
+    x = torch.tensor([0.25, 0.75], dtype=dtype)
+    value = betainc(a, 6.0, x)
+    assert value.dtype == dtype
+    expected = scipy.special.betainc(a.detach().double().numpy(), 6.0, x.double().numpy())
+    np.testing.assert_allclose(value.double().detach().numpy(), expected, rtol=1e-2)
+    value.sum().backward()
+    assert a.grad.dtype == dtype and torch.isfinite(a.grad).all()
+
+
+def test_promotion_of_integers_and_numbers():
+    assert betainc(2, 3, 0.5).dtype == torch.get_default_dtype()
+    assert betainc(torch.tensor([2, 3]), 3, 0.5).dtype == torch.get_default_dtype()
+    x64 = torch.tensor([0.5], dtype=torch.float64)
+    assert betainc(torch.tensor(2.0), 3.0, x64).dtype == torch.float64
+    assert betainc(2.0, torch.tensor([3.0]), 0.5).shape == (1,)
+    assert betainc(2.0, 3.0, 0.5).item() == pytest.approx(scipy.special.betainc(2, 3, 0.5))
+
+
+def test_shapes_that_do_not_broadcast_name_the_shapes():
+    with pytest.raises(ValueError, match=r"a \(2, 3\).*b \(4,\).*x \(3,\)"):
+        betainc(torch.ones(2, 3), torch.ones(4), torch.ones(3) / 2)
+    assert issubclass(BroadcastError, RuntimeError)
+
+
+@pytest.mark.parametrize("bad", [torch.ones(2, dtype=torch.complex64), "2.0", [1.0]])
+def test_unsupported_types_raise_type_error(bad):
+    with pytest.raises(TypeError, match="betainc"):
+        betainc(bad, 2.0, 0.5)
+
+
+def test_no_gradients_without_grad_mode():
+    a = torch.tensor(2.0, requires_grad=True)
+    with torch.no_grad():
+        value = betainc(a, 3.0, 0.5)
+    assert not value.requires_grad
+
+
+def test_per_group_parameters_broadcast_without_copies(kernel):
+    a = torch.tensor([[0.5], [2.0]], dtype=torch.float64)
+    b = torch.tensor([[3.0], [1.5]], dtype=torch.float64)
+    x = torch.rand(2, 5, dtype=torch.float64)
+    x_wide = torch.rand(3, 2, 5, dtype=torch.float64)
+    for xs in (x, x_wide):
+        expected = scipy.special.betainc(*(np.broadcast_arrays(a.numpy(), b.numpy(), xs.numpy())))
+        np.testing.assert_allclose(betainc(a, b, xs).numpy(), expected, rtol=1e-13, atol=1e-15)
+    # a middle axis broadcast: (2, 1, 5) against (2, 3, 5)
+    a_mid = torch.rand(2, 1, 5, dtype=torch.float64) * 3 + 0.1
+    x_mid = torch.rand(2, 3, 5, dtype=torch.float64)
+    expected = scipy.special.betainc(*(np.broadcast_arrays(a_mid.numpy(), 2.0, x_mid.numpy())))
+    np.testing.assert_allclose(betainc(a_mid, 2.0, x_mid).numpy(), expected, rtol=1e-13, atol=1e-15)
+
+
+def test_empty_input():
+    assert betainc(torch.ones(0), 2.0, torch.ones(0)).shape == (0,)
+
+
+def test_exported():
+    assert batchshaping.betainc is betainc
+
+
+def test_torch_compile_fullgraph():
+    compiled = torch.compile(
+        lambda a, b, x: betainc(a, b, x).sum(), fullgraph=True, backend="aot_eager"
+    )
+    a = torch.tensor([2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([0.3, 0.6], dtype=torch.float64, requires_grad=True)
+    compiled(a, 6.0, x).backward()
+    a_eager = a.detach().clone().requires_grad_()
+    x_eager = x.detach().clone().requires_grad_()
+    betainc(a_eager, 6.0, x_eager).sum().backward()
+    torch.testing.assert_close(a.grad, a_eager.grad)
+    torch.testing.assert_close(x.grad, x_eager.grad)
+
+
+def test_custom_op_registration():
+    a, b, x = (torch.rand(4, dtype=torch.float64) + 0.1 for _ in range(3))
+    torch.library.opcheck(incomplete_beta._betainc_op, (a, b, x.clamp(max=1), True, True))
+
+
+# --- CUDA ------------------------------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu_without_synchronisation(dtype):
+    rng = np.random.default_rng(5)
+    n = 10_000
+    a, b = _log_uniform(rng, 1e-3, 1e3, n), _log_uniform(rng, 1e-3, 1e3, n)
+    x = rng.uniform(0.0, 1.0, n)
+    cpu = _value_and_grads(a, b, x, dtype)
+    tensors = [torch.tensor(v, dtype=dtype, device="cuda", requires_grad=True) for v in (a, b, x)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        value = betainc(*tensors)
+        value.sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    tolerance = 1e-10 if dtype == torch.float64 else 1e-5
+    for ours, expected in zip((value, *(t.grad for t in tensors)), cpu, strict=True):
+        torch.testing.assert_close(ours.cpu(), expected, rtol=tolerance, atol=tolerance)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_torch_compile():
+    compiled = torch.compile(lambda a, b, x: betainc(a, b, x).sum(), fullgraph=True)
+    a = torch.tensor([2.0, 0.5], device="cuda", requires_grad=True)
+    compiled(a, 6.0, torch.tensor([0.3, 0.6], device="cuda")).backward()
+    assert torch.isfinite(a.grad).all()
