@@ -127,7 +127,8 @@ def test_beta_cdf_from_logits_far_tails_match_mpmath(a, b, dtype):
     got = got.double().numpy()
     lower = z <= 0
     relative, absolute = (1e-12, 1e-15) if dtype == F64 else (2e-5, 1e-7)
-    np.testing.assert_allclose(got[lower], expected[lower], rtol=relative, atol=1e-300)
+    smallest = 1e-300 if dtype == F64 else 1e-37  # float32 underflows below about 1e-38
+    np.testing.assert_allclose(got[lower], expected[lower], rtol=relative, atol=smallest)
     np.testing.assert_allclose(got[~lower], expected[~lower], rtol=0, atol=absolute)
 
 
@@ -236,7 +237,42 @@ def test_support_constraints_and_batch_shape(name):
     assert set(prior.arg_constraints) >= (
         {"a"} if "symmetric" in name else {"temperature"} if "relaxed" in name else set()
     )
-    assert name.split()[0] in repr(prior).lower().replace("symmetricbeta", "symmetric")
+    family = name.split()[0].split("(")[0]
+    assert family in repr(prior).lower().replace("symmetricbeta", "symmetric")
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_density_bounds_clamp_only_the_gradient_wrt_the_value(logits):
+    a = tensor([0.5, 2.0, 0.9]).requires_grad_()
+    b = tensor([0.5, 6.0, 0.1]).requires_grad_()
+    x = tensor([-0.5, 1e-9, 0.02, 0.3, 0.9, 0.995, 1 - 1e-9, 1.5])[:, None]
+    points = torch.logit(x.clamp(1e-12, 1 - 1e-12)) if logits else x
+    points = points.clone().requires_grad_()
+    exact, bounded = Beta(a, b), Beta(a, b, density_bounds=(1e-3, 100.0))
+    cdf = (exact.cdf_from_logits if logits else exact.cdf)(points)
+    surrogate = (bounded.cdf_from_logits if logits else bounded.cdf)(points)
+    torch.testing.assert_close(surrogate, cdf)
+    exact_grads = torch.autograd.grad(cdf.sum(), [a, b])
+    surrogate_grads = torch.autograd.grad(surrogate.sum(), [points, a, b])
+    for got, expected in zip(surrogate_grads[1:], exact_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+    values = x.numpy()
+    density = scipy.stats.beta(a.detach().numpy(), b.detach().numpy()).pdf(values)
+    density = np.clip(np.where((values > 0) & (values < 1), density, 0.0), 1e-3, 100.0)
+    slope = values * (1 - values) if logits else 1.0
+    expected_grad = (density * slope).sum(axis=1, keepdims=True)
+    if logits:  # x was clamped to form the logits: compare where it was not
+        np.testing.assert_allclose(surrogate_grads[0][1:-1], expected_grad[1:-1], rtol=1e-6)
+    else:
+        np.testing.assert_allclose(surrogate_grads[0], expected_grad, rtol=1e-6)
+
+
+def test_density_bounds_are_checked_and_kept_by_expand():
+    with pytest.raises(ValueError, match="density_bounds"):
+        Beta(2.0, 3.0, density_bounds=(1.0, 0.1))
+    prior = SymmetricBeta(0.3, density_bounds=(1e-3, 100))
+    assert prior.density_bounds == (1e-3, 100.0)
+    assert prior.expand((4,)).density_bounds == (1e-3, 100.0)
 
 
 def test_relaxed_bernoulli_temperature_broadcasts_with_probs():

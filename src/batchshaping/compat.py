@@ -28,6 +28,9 @@ class Prior(Enum):
     NORMAL = 3  # prior_param1 = mean, prior_param2 = standard deviation
 
 
+# The original's clamp on the Beta density it used as the gradient with respect to x.
+_ORIGINAL_DENSITY_BOUNDS = (1e-3, 100.0)
+
 _PARAMETER_NAMES = {
     Prior.SYMBETA: ("a", None),
     Prior.BETA: ("a", "b"),
@@ -61,10 +64,8 @@ def gbas_loss(
       matched with its own prior. (Relaxed Bernoulli and Normal were already per group.)
     - ``handle_ties`` with ``dim``: the original searched for tied *columns* of the
       (groups, samples) array, so it changed nothing; here ties are found within each group.
-    - Beta gradients: the original clipped the density used as the gradient with respect to x to
-      [1e-3, 100] (so values outside [0, 1] still received a gradient), and estimated gradients
-      with respect to trainable parameters by 11-point finite differences (on NumPy 2 it raised a
-      ``TypeError``). Here they are exact, and zero outside the support.
+    - Trainable Beta or SymBeta parameters: the original estimated their gradients by 11-point
+      finite differences (and on NumPy 2 raised a ``TypeError``); here they are exact.
     - Relaxed Bernoulli: the original clipped x to [1e-3, 1 - 1e-3] before its CDF, which puts a
       floor under the loss at low temperatures; here the CDF is exact.
     - ``trainable_prior_params=False`` now stops gradients for every family: the original ignored
@@ -77,6 +78,13 @@ def gbas_loss(
       NaN), invalid parameters such as a Beta a <= 0 (NaN) or a Normal std <= 0 (a number),
       parameters of the wrong shape, a missing or superfluous ``prior_param2`` (the original used
       ``assert``).
+
+    Kept from the original: for BETA and SYMBETA the gradient with respect to x is the density
+    clamped to [1e-3, 100] (1e-3 also outside [0, 1]), a surrogate that keeps points in the
+    tails moving under Adam; its examples' convergence depends on it. The loss value and the
+    parameter gradients are exact. For the exact gradient with respect to x, call
+    :func:`batchshaping.batch_shaping_loss` with a :class:`~batchshaping.distributions.Beta`
+    (see its ``density_bounds``).
 
     Args:
         x_in: values, shape (batch, ...).
@@ -94,7 +102,7 @@ def gbas_loss(
 
     Example:
         >>> gbas_loss(torch.tensor([0.1, 0.4, 0.6, 0.9]), Prior.BETA, 2.0, 2.0)
-        tensor(0.0053)
+        tensor(0.0159)
     """
     if not isinstance(prior, Prior):
         raise ValueError(f"prior must be a batchshaping.Prior, got {prior!r}")
@@ -156,9 +164,9 @@ def _parameter(
 
 def _build_prior(prior: Prior, first: Tensor, second: Tensor | None) -> Distribution:
     if prior is Prior.SYMBETA:
-        return SymmetricBeta(first, validate_args=True)
+        return SymmetricBeta(first, validate_args=True, density_bounds=_ORIGINAL_DENSITY_BOUNDS)
     if prior is Prior.BETA:
-        return Beta(first, second, validate_args=True)
+        return Beta(first, second, validate_args=True, density_bounds=_ORIGINAL_DENSITY_BOUNDS)
     if prior is Prior.RELAXED_BERNOULLI:
         return RelaxedBernoulli(second, probs=first, validate_args=True)
     return Normal(first, second, validate_args=True)

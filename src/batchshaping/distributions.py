@@ -113,11 +113,21 @@ class Beta(_TorchBeta):
     The gradients of the CDF with respect to ``x``, ``a`` and ``b`` are exact (from
     :func:`batchshaping.betainc`). Outside (0, 1) the CDF is 0 or 1 with zero gradient.
 
+    Surrogate gradient (opt-in). The exact gradient with respect to x is the density, which
+    vanishes in the tails: a point far out in a tail barely moves, and with Adam it stops once
+    its gradient falls under Adam's ``eps``. With ``density_bounds=(low, high)`` the gradient of
+    ``cdf`` with respect to the value is the density clamped to [low, high] (``low`` also outside
+    the support), as the original release did with (1e-3, 100); the CDF's value and its
+    gradients with respect to a and b stay exact. ``cdf_from_logits`` clamps the density the same
+    way before multiplying by dx/dz = x (1 - x).
+
     Args:
         concentration1: a > 0, any shape (broadcast with ``concentration0``).
         concentration0: b > 0.
         validate_args: check the parameters (``ValueError`` naming the bad one); ``None`` follows
             torch's global default, which is on.
+        density_bounds: ``None`` (default) for the exact gradient, or (low, high) with
+            0 <= low <= high for the surrogate above.
 
     Example:
         >>> from batchshaping.distributions import Beta
@@ -131,14 +141,26 @@ class Beta(_TorchBeta):
         concentration1: Tensor | float,
         concentration0: Tensor | float,
         validate_args: bool | None = None,
+        *,
+        density_bounds: tuple[float, float] | None = None,
     ) -> None:
         if _validation_on(validate_args):
             _check_parameter("Beta", "concentration1", concentration1, constraints.positive)
             _check_parameter("Beta", "concentration0", concentration0, constraints.positive)
+        if density_bounds is not None:
+            low, high = (float(bound) for bound in density_bounds)
+            if not 0 <= low <= high:
+                raise ValueError(
+                    f"density_bounds must be (low, high) with 0 <= low <= high, "
+                    f"got {density_bounds!r}"
+                )
+            density_bounds = (low, high)
+        self.density_bounds = density_bounds
         super().__init__(concentration1, concentration0, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(Beta, _instance)
+        new.density_bounds = self.density_bounds
         return super().expand(batch_shape, _instance=new)
 
     def __repr__(self) -> str:
@@ -147,9 +169,24 @@ class Beta(_TorchBeta):
     def cdf(self, value: Tensor | float) -> Tensor:
         """I_value(a, b), shaped like ``value`` broadcast with ``batch_shape``."""
         value = _as_value(value, self.concentration1)
-        return _unit_interval_cdf(
-            value, lambda x: betainc(*_promote(self.concentration1, self.concentration0, x))
+        a, b = self.concentration1, self.concentration0
+        if self.density_bounds is None:
+            return _unit_interval_cdf(value, lambda x: betainc(*_promote(a, b, x)))
+        fixed = value.detach()
+        cdf = _unit_interval_cdf(fixed, lambda x: betainc(*_promote(a, b, x)))
+        inside = (fixed > 0) & (fixed < 1)
+        safe = torch.where(inside, fixed, torch.full_like(fixed, 0.5))
+        log_density = self._log_density(torch.log(safe), torch.log1p(-safe))
+        density = torch.where(inside, log_density.exp(), torch.zeros_like(log_density))
+        return cdf + (value - fixed) * density.clamp(*self.density_bounds)
+
+    def _log_density(self, log_x: Tensor, log_one_minus_x: Tensor) -> Tensor:
+        """log of the density from log x and log(1 - x), detached from the parameters."""
+        a, b, log_x, log_one_minus_x = _promote(
+            self.concentration1.detach(), self.concentration0.detach(), log_x, log_one_minus_x
         )
+        log_beta = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+        return (a - 1) * log_x + (b - 1) * log_one_minus_x - log_beta
 
     def cdf_from_logits(self, logits: Tensor | float) -> Tensor:
         r"""The CDF at ``sigmoid(logits)``, computed without forming the sigmoid.
@@ -164,6 +201,17 @@ class Beta(_TorchBeta):
         s^p (1 - s)^q / (p B(p, q)) of its series, evaluated on log-sigmoids.
         """
         z = _as_value(logits, self.concentration1)
+        if self.density_bounds is None:
+            return self._cdf_at_logits(z)
+        # The surrogate: d cdf / dz = clamp(density(x)) * x (1 - x), with x = sigmoid(z).
+        fixed = z.detach()
+        log_x = torch.nn.functional.logsigmoid(fixed)
+        log_one_minus_x = torch.nn.functional.logsigmoid(-fixed)
+        density = self._log_density(log_x, log_one_minus_x).exp().clamp(*self.density_bounds)
+        slope = density * torch.exp(log_x + log_one_minus_x)
+        return self._cdf_at_logits(fixed) + (z - fixed) * slope
+
+    def _cdf_at_logits(self, z: Tensor) -> Tensor:
         a, b, z = _promote(self.concentration1, self.concentration0, z)
         lower = z <= 0
         first = torch.where(lower, a, b)
@@ -196,7 +244,7 @@ class SymmetricBeta(Beta):
 
     Args:
         a: the first concentration and the mean, in the open interval (0, 1); any shape.
-        validate_args: as for :class:`Beta`.
+        validate_args, density_bounds: as for :class:`Beta`.
 
     Example:
         >>> from batchshaping.distributions import SymmetricBeta
@@ -206,12 +254,18 @@ class SymmetricBeta(Beta):
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"a": _OpenInterval(0.0, 1.0)}
 
-    def __init__(self, a: Tensor | float, validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        a: Tensor | float,
+        validate_args: bool | None = None,
+        *,
+        density_bounds: tuple[float, float] | None = None,
+    ) -> None:
         if _validation_on(validate_args):
             _check_parameter("SymmetricBeta", "a", a, _OpenInterval(0.0, 1.0))
         if not isinstance(a, Tensor):
             a = torch.tensor(float(a))
-        super().__init__(a, 1 - a, validate_args=validate_args)
+        super().__init__(a, 1 - a, validate_args=validate_args, density_bounds=density_bounds)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(SymmetricBeta, _instance)
