@@ -18,10 +18,13 @@ multiply-adds, where Lentz needs two divisions per term and two more per derivat
 
 from __future__ import annotations
 
+import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+import torch
 
 # Stop when a term changes the sum by less than this fraction; above float64's unit roundoff so the
 # test can be met, and small enough to leave the result exact to the last bit or two.
@@ -33,9 +36,15 @@ _LOG_UNDERFLOW = -745.0
 _MAX_TERMS = 100_000
 
 _NAN = math.nan
+# No Python exceptions on division by zero (the code guards its divisions), no GIL: the kernel runs
+# in parallel on plain threads. Plain threads rather than numba's parallel loops cost a fraction
+# of the compile time on first use.
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+# Below this many elements one thread does the work.
+_MIN_PER_THREAD = 16_384
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _digamma(x: float) -> float:
     """psi(x) for x > 0: recurrence up to x >= 6, then the asymptotic series."""
     result = 0.0
@@ -61,7 +70,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _STIRLING_MIN = 15.0
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _stirling_error(z: float) -> float:
     """lgamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2), for z >= 15."""
     inv = 1.0 / z
@@ -72,7 +81,7 @@ def _stirling_error(z: float) -> float:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _log_beta(a: float, b: float) -> float:
     """log B(a, b), without the cancellation of lgamma(b) - lgamma(a + b) for large b."""
     small = min(a, b)
@@ -90,7 +99,7 @@ def _log_beta(a: float, b: float) -> float:
     return math.lgamma(small) + difference
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _deviance(k: float, mean: float) -> float:
     """k log(k / mean) + mean - k, accurate when k is close to mean (Loader, 2000)."""
     if abs(k - mean) < 0.1 * (k + mean):
@@ -108,7 +117,7 @@ def _deviance(k: float, mean: float) -> float:
     return k * math.log(k / mean) + mean - k
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _log_power_terms(a, b, x, y, log_x, log_y):
     """log(x^a y^b / B(a, b)) with y = 1 - x; symmetric under (a, x) <-> (b, y).
 
@@ -129,7 +138,7 @@ def _log_power_terms(a, b, x, y, log_x, log_y):
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _series(a, b, x, log_x, log_y, log_power, want_grad, tol):
     """I_x(a, b) and its a, b derivatives by the power series of B_x(a, b).
 
@@ -174,7 +183,7 @@ def _series(a, b, x, log_x, log_y, log_power, want_grad, tol):
     return value, grad_a, grad_b
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _continued_fraction(a, b, x, log_x, log_y, log_power, want_grad, tol):
     """I_x(a, b) = P / K, P = x^a (1-x)^b / (a B(a, b)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
 
@@ -263,7 +272,7 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, want_grad, tol):
     return result, grad_a, grad_b
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _lower_tail(a, b, x, log_x, log_y, log_power, want_grad, tol):
     """I_x(a, b) for x below the mode region, by series or continued fraction."""
     if b * x <= 1.0 and x <= 0.95:
@@ -271,7 +280,7 @@ def _lower_tail(a, b, x, log_x, log_y, log_power, want_grad, tol):
     return _continued_fraction(a, b, x, log_x, log_y, log_power, want_grad, tol)
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def betainc_scalar(a, b, x, want_grad, tol, tiny, huge):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
@@ -308,17 +317,18 @@ def betainc_scalar(a, b, x, want_grad, tol, tiny, huge):
     return 1.0 - value, -grad_a, -grad_b, density
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
-def _betainc_kernel(a, b, x, layout, out, grad_a, grad_b, grad_x, want_grad_ab, want_grad_x, tol):
-    """Fill ``out`` (and the gradients asked for) over the broadcast of ``a``, ``b``, ``x``.
+@_jit
+def _betainc_kernel(
+    a, b, x, layout, out, grad_a, grad_b, grad_x, want_grad_ab, want_grad_x, tol, start, stop
+):
+    """Fill ``out[start:stop]`` (and the gradients asked for) over the broadcast of a, b, x.
 
     Input ``k`` of the three is read at ``(i // layout[k, 0]) % layout[k, 1]``: that covers full,
     scalar and block-broadcast inputs (per-group parameters) without materialising them.
     """
-    n = out.shape[0]
     tiny = np.finfo(out.dtype).tiny
     huge = np.finfo(out.dtype).max
-    for i in numba.prange(n):
+    for i in range(start, stop):
         value, da, db, dx = betainc_scalar(
             np.float64(a[(i // layout[0, 0]) % layout[0, 1]]),
             np.float64(b[(i // layout[1, 0]) % layout[1, 1]]),
@@ -336,10 +346,30 @@ def _betainc_kernel(a, b, x, layout, out, grad_a, grad_b, grad_x, want_grad_ab, 
             grad_x[i] = dx
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def _run_in_threads(kernel_args, numel: int) -> None:
+    """Split ``range(numel)`` over torch's intra-op thread count, the GIL released."""
+    global _pool
+    threads = max(1, min(torch.get_num_threads(), numel // _MIN_PER_THREAD))
+    if threads == 1:
+        _betainc_kernel(*kernel_args, 0, numel)
+        return
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="betainc")
+    # More chunks than threads: elements differ in cost, so finish times even out.
+    bounds = np.linspace(0, numel, 4 * threads + 1).astype(np.int64)
+    futures = [
+        _pool.submit(_betainc_kernel, *kernel_args, lo, hi)
+        for lo, hi in itertools.pairwise(bounds.tolist())
+    ]
+    for future in futures:
+        future.result()
+
+
 def _flat_layout(t, shape):
     """A 1-D numpy view of ``t`` and its (divisor, modulus) read pattern within ``shape``."""
-    import torch
-
     numel = math.prod(shape)
     if t.numel() == 1:
         return t.reshape(1).numpy(), (1, 1)
@@ -359,8 +389,6 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
     ``a``, ``b``, ``x`` share one floating dtype (float32 or float64). Gradients not asked for are
     returned as empty tensors.
     """
-    import torch
-
     shape = tuple(torch.broadcast_shapes(a.shape, b.shape, x.shape))
     dtype = x.dtype
     numel = math.prod(shape)
@@ -375,7 +403,7 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
     out, grad_a, grad_b, grad_x = new(True), new(want_grad_ab), new(want_grad_ab), new(want_grad_x)
     if numel:
         tol = _TOL64 if dtype == torch.float64 else _TOL32
-        _betainc_kernel(
+        kernel_args = (
             *arrays,
             layout,
             out.view(-1).numpy(),
@@ -386,4 +414,5 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
             want_grad_x,
             tol,
         )
+        _run_in_threads(kernel_args, numel)
     return out, grad_a, grad_b, grad_x

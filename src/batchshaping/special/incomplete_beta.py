@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from batchshaping.special._incomplete_beta_cpu import betainc_cpu
 from batchshaping.special._incomplete_beta_torch import betainc_torch
 
 __all__ = ["betainc"]
@@ -41,6 +40,9 @@ def _betainc_op_cpu(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if _PORTABLE_ON_CPU:
         return betainc_torch(a, b, x, grad_ab, grad_x)
+    # numba loads on first use, not when the package is imported.
+    from batchshaping.special._incomplete_beta_cpu import betainc_cpu
+
     return betainc_cpu(a, b, x, grad_ab, grad_x)
 
 
