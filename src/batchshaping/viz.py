@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.text import Text
     from PIL import Image
 
 __all__ = [
+    "frame_steps",
     "plot_prior_cdf",
     "plot_prior_density",
     "prior_cdf_curve",
@@ -65,6 +67,25 @@ FrameCallback = Callable[[int], None]
 
 _PANEL_MARGIN = 0.08  # data axes extend this far beyond [0, 1]
 _HISTOGRAM_BINS = 20
+
+
+def frame_steps(steps: int, every: int = 1) -> list[int]:
+    """The steps drawn when a fit of ``steps`` steps is recorded every ``every`` steps.
+
+    Every ``every``-th step from the first, and always the last.
+
+    Example:
+        >>> frame_steps(7, every=3)
+        [0, 3, 6]
+        >>> frame_steps(8, every=3)
+        [0, 3, 6, 7]
+    """
+    if steps < 1 or every < 1:
+        raise ValueError(f"steps and every must be >= 1, got {steps} and {every}")
+    chosen = list(range(0, steps, every))
+    if chosen[-1] != steps - 1:
+        chosen.append(steps - 1)
+    return chosen
 
 
 def prior_cdf_curve(prior: Distribution, num_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +216,7 @@ def record_fit(
     *,
     fps: float = 10.0,
     dpi: float = 100.0,
+    every: int = 1,
     format: str | None = None,
     last_frame_only: bool = False,
     title: str | None = None,
@@ -213,10 +235,12 @@ def record_fit(
         out: a path, or a binary file object (then give ``format``).
         fps: frames per second of the GIF.
         dpi: pixels per inch; 100 gives 700 x 850 pixels.
+        every: draw every ``every``-th step and the last (see :func:`frame_steps`); the loss
+            curve keeps every step.
         format: ``"gif"`` or ``"png"``; by default taken from the suffix of ``out``.
         last_frame_only: write only the last frame (the default for PNG).
         title: optional figure title.
-        on_frame: called with the frame index after each frame is drawn (a progress bar).
+        on_frame: called with the frame index (0, 1, ...) after each frame is drawn.
 
     Returns:
         The number of frames written.
@@ -227,10 +251,10 @@ def record_fit(
         raise ValueError(
             f"values must be (steps, N) and losses (steps,), got {values.shape} and {losses.shape}"
         )
-    format = _output_format(out, format, fps)
+    format = _output_format(out, format, fps, every)
     with _style():
         frames = _FitFrames(prior, values, losses, dpi=dpi, title=title)
-        return _write(frames, out, format, fps, last_frame_only, on_frame)
+        return _write(frames, out, format, fps, every, last_frame_only, on_frame)
 
 
 def record_generalized_fit(
@@ -244,6 +268,7 @@ def record_generalized_fit(
     *,
     fps: float = 25.0,
     dpi: float = 60.0,
+    every: int = 1,
     format: str | None = None,
     last_frame_only: bool = False,
     on_frame: FrameCallback | None = None,
@@ -265,9 +290,11 @@ def record_generalized_fit(
         out: a path, or a binary file object (then give ``format``).
         fps: frames per second of the GIF.
         dpi: pixels per inch; 60 gives 900 x 480 pixels.
+        every: draw every ``every``-th step and the last (see :func:`frame_steps`); the loss
+            curves keep every step.
         format: ``"gif"`` or ``"png"``; by default taken from the suffix of ``out``.
         last_frame_only: write only the last frame (the default for PNG).
-        on_frame: called with the frame index after each frame is drawn.
+        on_frame: called with the frame index (0, 1, ...) after each frame is drawn.
 
     Returns:
         The number of frames written.
@@ -292,12 +319,12 @@ def record_generalized_fit(
             f"losses (steps,); got values {values.shape}, probs {probs.shape}, temperatures "
             f"{temperatures.shape}, losses {group_losses.shape} and {hyperprior_losses.shape}"
         )
-    format = _output_format(out, format, fps)
+    format = _output_format(out, format, fps, every)
     with _style():
         frames = _GeneralizedFitFrames(
             hyperprior, values, probs, temperatures, group_losses, hyperprior_losses, dpi=dpi
         )
-        return _write(frames, out, format, fps, last_frame_only, on_frame)
+        return _write(frames, out, format, fps, every, last_frame_only, on_frame)
 
 
 # --- drawing ------------------------------------------------------------------------------------
@@ -346,7 +373,7 @@ def _new_figure(width: float, height: float, dpi: float) -> Figure:
 class _Histogram:
     """Bars of a density histogram on fixed bins of [0, 1], one collection updated in place."""
 
-    def __init__(self, ax: Axes, bins: int = _HISTOGRAM_BINS) -> None:
+    def __init__(self, ax: Axes, bins: int = _HISTOGRAM_BINS, label: str = "PDF (data)") -> None:
         from matplotlib.collections import PolyCollection
 
         self.bins = bins
@@ -357,7 +384,7 @@ class _Histogram:
         self.corners[:, :2, 0] = left[:, None]
         self.corners[:, 2:, 0] = right[:, None]
         self.bars = PolyCollection(
-            self.corners, facecolors=DATA_COLOR, edgecolors="none", label="PDF (data)"
+            self.corners, facecolors=DATA_COLOR, edgecolors="none", label=label
         )
         ax.add_collection(self.bars)
 
@@ -382,9 +409,11 @@ def _loss_axes(ax: Axes, losses: np.ndarray, ylabel: str) -> Line2D:
     return line
 
 
-def _density_axes(ax: Axes, prior: Distribution, final_values: np.ndarray) -> None:
+def _density_axes(
+    ax: Axes, prior: Distribution, final_values: np.ndarray, label: str = "PDF (target)"
+) -> None:
     """Target density with a y-range that also holds the final histogram."""
-    line = plot_prior_density(ax, prior, zorder=3)
+    line = plot_prior_density(ax, prior, zorder=3, label=label)
     top = max(float(np.nanmax(line.get_ydata())), float(_Histogram.heights(final_values).max()))
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(-0.25, 1.05 * top + 0.25)
@@ -452,6 +481,7 @@ class _FitFrames:
             self.histogram.bars,
             *density_ax.lines,
         ]
+        self.cached_texts: list[Text] = []
 
     def update(self, step: int) -> None:
         values = self.values[step]
@@ -485,7 +515,9 @@ class _GeneralizedFitFrames:
         self.steps = steps
         self.shown = shown
         self.fig = fig = _new_figure(15.0, 8.0, dpi)
-        grid = fig.add_gridspec(3, 4, wspace=0.45, hspace=0.55)
+        grid = fig.add_gridspec(
+            3, 4, left=0.05, right=0.9, bottom=0.1, top=0.9, wspace=0.35, hspace=0.6
+        )
 
         self.heights = np.linspace(0.0, 1.0, num_points)
         self.ecdf_heights = np.arange(1, num_points + 1) / (num_points + 1)
@@ -493,17 +525,18 @@ class _GeneralizedFitFrames:
         self.points = []
         self.ecdfs = []
         self.target_cdfs = []
-        self.captions = []
+        self.captions: list[Text] = []
         for group in range(shown):
             ax = fig.add_subplot(grid[group // 2, group % 2])
             ax.set_xlim(-_PANEL_MARGIN, 1 + _PANEL_MARGIN)
             ax.set_ylim(-_PANEL_MARGIN, 1 + _PANEL_MARGIN)
+            ax.set_xticks([0.0, 0.5, 1.0])
             self.points.append(
                 ax.scatter(
                     values[0, :, group],
                     self.heights,
                     marker="o",
-                    s=12,
+                    s=8,
                     alpha=0.15,
                     color=POINTS_COLOR,
                     label="data",
@@ -531,24 +564,25 @@ class _GeneralizedFitFrames:
         hyper_ax = fig.add_subplot(grid[1, 2:])
         self.hyper_line = _loss_axes(hyper_ax, hyperprior_losses, "Hyperprior loss")
         density_ax = fig.add_subplot(grid[2, 2:])
-        self.histogram = _Histogram(density_ax)
-        _density_axes(density_ax, hyperprior, probs[-1])
-        density_ax.set_ylabel("PDF of learned\nprobabilities")
-        # Beside the panel rather than inside it, so that the moving bars never pass under it.
-        density_ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        self.histogram = _Histogram(density_ax, label="learned probabilities")
+        _density_axes(density_ax, hyperprior, probs[-1], label="hyperprior")
+        density_ax.set_xlabel("Probability")
+        # Where Beta(3, 7)-like hyperpriors leave room: bars drawn there would cover it.
+        density_ax.legend(loc="upper right", fontsize="small")
         self.steps_axis = np.arange(steps)
 
         self.animated: list[Artist] = [
             *self.points,
             *self.ecdfs,
             *self.target_cdfs,
-            *self.captions,
             self.group_line,
             self.hyper_line,
             self.step_text,
             self.histogram.bars,
             *density_ax.lines,
         ]
+        # Captions change only with their rounded values: their pixels are reused.
+        self.cached_texts: list[Text] = self.captions
 
     def _learned_cdfs(self, step: int) -> np.ndarray:
         """CDFs of the shown groups' relaxed Bernoulli priors, ``(grid, shown)``."""
@@ -581,16 +615,25 @@ class _GeneralizedFitFrames:
 
 
 class _Blitter:
-    """Renders the static part of a figure once, then each frame's moving artists over it."""
+    """Renders the static part of a figure once, then each frame's moving artists over it.
 
-    def __init__(self, fig: Figure, animated: Sequence[Artist]) -> None:
+    ``cached_texts`` are moving texts drawn where nothing else moves (captions outside the
+    axes): the pixels of each string they show are kept and pasted back when it shows again,
+    since drawing text is the slowest part of a frame.
+    """
+
+    def __init__(
+        self, fig: Figure, animated: Sequence[Artist], cached_texts: Sequence[Text] = ()
+    ) -> None:
         self.fig = fig
         self.canvas = fig.canvas
         self.animated = list(animated)
-        for artist in self.animated:
+        self.cached_texts = list(cached_texts)
+        for artist in [*self.animated, *self.cached_texts]:
             artist.set_animated(True)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(fig.bbox)
+        self.text_pixels: dict[tuple[int, str], Any] = {}
 
     def render(self) -> Image.Image:
         """The current frame as an RGB image (a copy)."""
@@ -599,6 +642,16 @@ class _Blitter:
         self.canvas.restore_region(self.background)
         for artist in self.animated:
             self.fig.draw_artist(artist)
+        for index, text in enumerate(self.cached_texts):
+            key = (index, text.get_text())
+            pixels = self.text_pixels.get(key)
+            if pixels is None:
+                self.fig.draw_artist(text)
+                extent = text.get_window_extent(self.canvas.get_renderer())
+                pixels = self.canvas.copy_from_bbox(extent.expanded(1.0, 1.0).padded(2))
+                self.text_pixels[key] = pixels
+            else:
+                self.canvas.restore_region(pixels)
         width, height = self.canvas.get_width_height(physical=True)
         rgba = Image.frombuffer(
             "RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1
@@ -606,9 +659,11 @@ class _Blitter:
         return rgba.convert("RGB")
 
 
-def _output_format(out: OutputTarget, format: str | None, fps: float) -> str:
+def _output_format(out: OutputTarget, format: str | None, fps: float, every: int) -> str:
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
     if format is None:
         if not isinstance(out, str | os.PathLike):
             raise ValueError("format must be given when out is a file object")
@@ -624,16 +679,17 @@ def _write(
     out: OutputTarget,
     format: str,
     fps: float,
+    every: int,
     last_frame_only: bool,
     on_frame: FrameCallback | None,
 ) -> int:
-    blitter = _Blitter(frames.fig, frames.animated)
-    last = frames.steps - 1
+    blitter = _Blitter(frames.fig, frames.animated, frames.cached_texts)
+    steps = frame_steps(frames.steps, every)
     if format == "png" or last_frame_only:
-        frames.update(last)
+        frames.update(steps[-1])
         image = blitter.render()
         if on_frame is not None:
-            on_frame(last)
+            on_frame(0)
         image.save(out, format=format.upper())
         return 1
 
@@ -641,10 +697,10 @@ def _write(
 
     # One palette for every frame, taken from the first and last frames (between them they
     # hold the colours of the whole fit), so that unchanged pixels keep their index and Pillow
-    # writes each frame as the rectangle that changed.
-    frames.update(last)
+    # stores each frame as the rectangle that changed since the previous one.
+    frames.update(steps[-1])
     last_image = blitter.render()
-    frames.update(0)
+    frames.update(steps[0])
     first_image = blitter.render()
     both = Image.new("RGB", (first_image.width, 2 * first_image.height))
     both.paste(first_image, (0, 0))
@@ -657,11 +713,11 @@ def _write(
     encoded = [indexed(first_image)]
     if on_frame is not None:
         on_frame(0)
-    for step in range(1, frames.steps):
+    for index, step in enumerate(steps[1:], start=1):
         frames.update(step)
         encoded.append(indexed(blitter.render()))
         if on_frame is not None:
-            on_frame(step)
+            on_frame(index)
     encoded[0].save(
         out,
         format="GIF",
