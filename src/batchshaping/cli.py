@@ -1,0 +1,355 @@
+"""The ``batchshaping`` command: ``batchshaping demo <prior> [options]``.
+
+Fits points to a prior with the Batch-Shaping loss (or runs the generalized example) and writes
+the animation of the fit. Bad input stops the command before anything runs or is written, with a
+one-line error naming the option and exit status 2. The output is rendered in memory and written
+to a temporary file beside ``--out`` that is renamed into place, so an interrupted run leaves no
+partial file at ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+PRIOR_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "beta": ("a", "b"),
+    "symbeta": ("a",),
+    "relaxed-bernoulli": ("p", "temperature"),
+    "normal": ("mean", "std"),
+    "gbas": (),
+}
+
+DEMOS = """\
+priors:
+  beta               Beta(a, b)                           --a A --b B
+  symbeta            Beta(a, 1 - a), a in (0, 1)          --a A
+  relaxed-bernoulli  relaxed Bernoulli (binary Concrete)  --p P --temperature T
+  normal             Normal(mean, std)                    --mean M --std S
+  gbas               the generalized example: 30 groups of points, learned relaxed Bernoulli
+                     probabilities and temperatures, Beta(3, 7) hyperprior on the probabilities
+
+examples:
+  batchshaping demo beta --a 2 --b 6 --steps 100 --out outputs/beta.gif
+  batchshaping demo symbeta --a 0.9 --steps 120
+  batchshaping demo relaxed-bernoulli --p 0.2 --temperature 0.25 --steps 100
+  batchshaping demo normal --mean 0.6 --std 0.1 --steps 200 --init-range 1
+  batchshaping demo gbas --steps 350
+"""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reports an error as one line, naming the option, and exits with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _UsageError(Exception):
+    """Bad input found after parsing; the message names the option."""
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``batchshaping`` command."""
+    parser = _ArgumentParser(
+        prog="batchshaping",
+        description="Batch-Shaping losses for PyTorch: demonstrations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="fit points to a prior with Batch-Shaping and animate the fit",
+        description=(
+            "Fit --points values, drawn uniformly in [-init_range, init_range] and passed\n"
+            "through a sigmoid, to a prior with Adam and the Batch-Shaping loss, and write the\n"
+            "animation of the fit: the points and their empirical CDF against the target CDF,\n"
+            "the loss curve, and the histogram of the points against the target density."
+        ),
+        epilog=DEMOS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "prior",
+        metavar="PRIOR",
+        choices=list(PRIOR_PARAMETERS),
+        help=f"the target, one of: {', '.join(PRIOR_PARAMETERS)} (see below)",
+    )
+
+    parameters = demo.add_argument_group("prior parameters")
+    parameters.add_argument("--a", type=_finite_float, help="beta: a > 0; symbeta: a in (0, 1)")
+    parameters.add_argument("--b", type=_finite_float, help="beta: b > 0")
+    parameters.add_argument("--p", type=_finite_float, help="relaxed-bernoulli: p in (0, 1)")
+    parameters.add_argument(
+        "--temperature", type=_finite_float, help="relaxed-bernoulli: temperature > 0"
+    )
+    parameters.add_argument("--mean", type=_finite_float, help="normal: the mean")
+    parameters.add_argument("--std", type=_finite_float, help="normal: std > 0")
+
+    training = demo.add_argument_group("training")
+    training.add_argument("--steps", type=_integer, default=100, help="Adam steps (default 100)")
+    training.add_argument(
+        "--points", type=_integer, default=500, help="points (per group for gbas; default 500)"
+    )
+    training.add_argument("--lr", type=_finite_float, help="learning rate (default 0.1, gbas 0.3)")
+    training.add_argument(
+        "--init-range",
+        type=_finite_float,
+        default=4.0,
+        help="initial pre-sigmoid values uniform in [-r, r] (default 4)",
+    )
+    training.add_argument("--seed", type=_integer, default=42, help="random seed (default 42)")
+    training.add_argument(
+        "--logits",
+        action="store_true",
+        help="feed the loss the pre-sigmoid values (exact CDF in logit space)",
+    )
+
+    output = demo.add_argument_group("output")
+    target = output.add_mutually_exclusive_group()
+    target.add_argument(
+        "--out",
+        metavar="PATH",
+        help="a .gif animation, or a .png of the last frame (default: <prior>.gif)",
+    )
+    target.add_argument("--no-render", action="store_true", help="train only, write nothing")
+    output.add_argument(
+        "--fps", type=_finite_float, help="frames per second of the GIF (default 10, gbas 25)"
+    )
+    output.add_argument(
+        "--every",
+        type=_integer,
+        metavar="K",
+        help="draw every K-th step and the last (default 1, gbas 2: a GIF under 2 MB)",
+    )
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Raise _UsageError for a missing, invalid or misplaced option."""
+    prior = args.prior
+    wanted = PRIOR_PARAMETERS[prior]
+    for name in ("a", "b", "p", "temperature", "mean", "std"):
+        given = getattr(args, name) is not None
+        if given and name not in wanted:
+            applies = ", ".join(f"--{n}" for n in wanted) or "none"
+            raise _UsageError(
+                f"argument --{name}: does not apply to the {prior} prior (its parameters: "
+                f"{applies})"
+            )
+        if not given and name in wanted:
+            raise _UsageError(f"argument --{name}: required by the {prior} prior")
+
+    def require(name: str, ok: bool, condition: str) -> None:
+        if not ok:
+            value = getattr(args, name.replace("-", "_"))
+            raise _UsageError(f"argument --{name}: must be {condition}, got {value:g}")
+
+    if prior == "beta":
+        require("a", args.a > 0, "> 0")
+        require("b", args.b > 0, "> 0")
+    elif prior == "symbeta":
+        require("a", 0 < args.a < 1, "in (0, 1)")
+    elif prior == "relaxed-bernoulli":
+        require("p", 0 < args.p < 1, "in (0, 1)")
+        require("temperature", args.temperature > 0, "> 0")
+    elif prior == "normal":
+        require("std", args.std > 0, "> 0")
+
+    require("steps", args.steps >= 1, ">= 1")
+    require("points", args.points >= 2, ">= 2")
+    if args.lr is not None:
+        require("lr", args.lr > 0, "> 0")
+    require("init-range", args.init_range > 0, "> 0")
+    if args.fps is not None:
+        require("fps", args.fps > 0, "> 0")
+    if args.every is not None:
+        require("every", args.every >= 1, ">= 1")
+
+    if not args.no_render:
+        out = Path(args.out if args.out is not None else f"{prior}.gif")
+        suffix = out.suffix.lower()
+        if suffix not in (".gif", ".png"):
+            raise _UsageError(
+                f"argument --out: must end in .gif or .png, got {str(out)!r}"
+                + ("" if args.out is not None else " (the default)")
+            )
+        folder = out.parent
+        if not folder.is_dir():
+            raise _UsageError(f"argument --out: folder {str(folder)!r} does not exist")
+        if out.is_dir():
+            raise _UsageError(f"argument --out: {str(out)!r} is a folder")
+        args.out = out
+
+
+def _make_prior(args: argparse.Namespace):
+    import torch
+    from torch.distributions import Normal
+
+    from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
+
+    def tensor(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=torch.float32)
+
+    if args.prior == "beta":
+        return Beta(tensor(args.a), tensor(args.b)), f"Beta({args.a:g}, {args.b:g})"
+    if args.prior == "symbeta":
+        return SymmetricBeta(tensor(args.a)), f"SymBeta({args.a:g})"
+    if args.prior == "relaxed-bernoulli":
+        prior = RelaxedBernoulli(tensor(args.temperature), probs=tensor(args.p))
+        return prior, f"RelaxedBernoulli(p={args.p:g}, temperature={args.temperature:g})"
+    return Normal(tensor(args.mean), tensor(args.std)), f"Normal({args.mean:g}, {args.std:g})"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it to ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _render(
+    path: Path, total: int, record: Callable[[io.BytesIO, str, Callable[[int], None]], int]
+) -> int:
+    """Run ``record`` into memory under a progress bar, then write the bytes to ``path``."""
+    from tqdm import tqdm
+
+    format = path.suffix.lower().lstrip(".")
+    buffer = io.BytesIO()
+    frames = 1 if format == "png" else total
+    with tqdm(total=frames, desc="rendering", unit="frame") as bar:
+        written = record(buffer, format, lambda _frame: bar.update(1))
+    _write_atomically(path, buffer.getvalue())
+    return written
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from batchshaping import demo
+
+    gbas = args.prior == "gbas"
+    lr = args.lr if args.lr is not None else (0.3 if gbas else 0.1)
+    fps = args.fps if args.fps is not None else (25.0 if gbas else 10.0)
+    every = args.every if args.every is not None else (2 if gbas else 1)
+
+    with tqdm(total=args.steps, desc="training", unit="step") as bar:
+
+        def on_step(_step: int, loss: float) -> None:
+            bar.set_postfix(loss=f"{loss:.2e}", refresh=False)
+            bar.update(1)
+
+        common = dict(
+            points=args.points,
+            steps=args.steps,
+            lr=lr,
+            init_range=args.init_range,
+            seed=args.seed,
+            logits=args.logits,
+            on_step=on_step,
+        )
+        if gbas:
+            history = demo.fit_generalized(record=not args.no_render, **common)
+        else:
+            prior, name = _make_prior(args)
+            history = demo.fit_points(prior, record=not args.no_render, **common)
+
+    if not args.no_render:
+        from batchshaping import viz
+
+        if gbas:
+            from batchshaping.distributions import Beta
+
+            hyperprior = Beta(3.0, 7.0)
+
+            def record_frames(buffer, format, on_frame):
+                return viz.record_generalized_fit(
+                    hyperprior,
+                    history.values,
+                    history.probs,
+                    history.temperatures,
+                    history.group_losses,
+                    history.hyperprior_losses,
+                    buffer,
+                    format=format,
+                    fps=fps,
+                    every=every,
+                    on_frame=on_frame,
+                )
+        else:
+
+            def record_frames(buffer, format, on_frame):
+                title = f"{name}, lr {lr:g}" + (", logits" if args.logits else "")
+                return viz.record_fit(
+                    prior,
+                    history.values,
+                    history.losses,
+                    buffer,
+                    format=format,
+                    fps=fps,
+                    every=every,
+                    title=title,
+                    on_frame=on_frame,
+                )
+
+        frames = _render(args.out, len(viz.frame_steps(args.steps, every)), record_frames)
+        size = args.out.stat().st_size
+        print(f"wrote {args.out} ({frames} frame{'s' * (frames != 1)}, {size / 1e6:.2f} MB)")
+
+    if gbas:
+        print(f"group loss: {history.group_losses[-1]:.3e}")
+        print(f"hyperprior loss: {history.hyperprior_losses[-1]:.3e}")
+    print(f"final loss: {history.final_loss:.3e}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command with ``argv`` (default: the process arguments); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    try:
+        _check(args)
+    except _UsageError as error:
+        print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
+        return 2
+    try:
+        _demo(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The ``batchshaping demo`` command, through its entry point.
+
+Most cases call the entry point ``batchshaping.cli.main`` in this process, as a CLI framework's
+runner would: a process costs seconds of torch start-up each. A few run the installed command as
+a real process: a demo, a bad input (exit status) and Ctrl-C while rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from batchshaping import cli
+
+FINAL_LOSS = re.compile(r"final loss: (\S+)")
+
+DEMOS = {
+    "beta": ["beta", "--a", "2", "--b", "6"],
+    "symbeta": ["symbeta", "--a", "0.9"],
+    "relaxed-bernoulli": ["relaxed-bernoulli", "--p", "0.2", "--temperature", "0.25"],
+    "normal": ["normal", "--mean", "0.6", "--std", "0.1", "--init-range", "1"],
+    "gbas": ["gbas", "--lr", "0.3"],
+}
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("batchshaping")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "batchshaping.cli"]
+
+
+def run(arguments: list[str], folder: Path, capsys) -> tuple[int, str, str]:
+    """``batchshaping <arguments>`` in this process, from ``folder``."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        try:
+            status = cli.main(arguments)
+        except SystemExit as exit:
+            status = exit.code
+    finally:
+        os.chdir(cwd)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_demo_trains_and_prints_the_final_loss_last(tmp_path, capsys, name):
+    arguments = ["demo", *DEMOS[name], "--steps", "3", "--points", "60", "--no-render"]
+    status, stdout, stderr = run(arguments, tmp_path, capsys)
+    assert status == 0, stderr
+    last_line = stdout.strip().splitlines()[-1]
+    match = FINAL_LOSS.fullmatch(last_line)
+    assert match, stdout
+    assert 0 <= float(match.group(1)) < 1
+    assert "training" in stderr  # the progress bar
+    assert list(tmp_path.iterdir()) == []  # --no-render writes nothing
+    if name == "gbas":
+        assert "group loss:" in stdout and "hyperprior loss:" in stdout
+
+
+def test_installed_command_runs_a_demo(tmp_path):
+    result = subprocess.run(
+        [*command(), "demo", *DEMOS["beta"], "--steps", "3", "--points", "60", "--no-render"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert FINAL_LOSS.fullmatch(result.stdout.strip().splitlines()[-1]), result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def gif_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.n_frames, image.size
+
+
+def test_rendering_writes_one_frame_per_step(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    status, stdout, stderr = run(
+        ["demo", *DEMOS["normal"], "--steps", "4", "--points", "50", "--out", "fit.gif"],
+        tmp_path,
+        capsys,
+    )
+    assert status == 0, stderr
+    assert gif_frames_and_size(tmp_path / "fit.gif") == (4, (700, 850))
+    assert "rendering" in stderr
+    assert stdout.strip().splitlines()[-1].startswith("final loss: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.gif"]  # no temporary left
+
+
+def test_png_is_the_last_frame(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    status, _, stderr = run(
+        ["demo", *DEMOS["symbeta"], "--steps", "2", "--points", "50", "--out", "fit.PNG"],
+        tmp_path,
+        capsys,
+    )
+    assert status == 0, stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "fit.PNG") as image:
+        assert (image.format, image.size) == ("PNG", (700, 850))
+
+
+def test_generalized_rendering_draws_every_other_step_and_the_last(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    arguments = ["demo", "gbas", "--steps", "4", "--points", "40", "--out", "gbas.gif"]
+    status, _, stderr = run(arguments, tmp_path, capsys)
+    assert status == 0, stderr
+    assert gif_frames_and_size(tmp_path / "gbas.gif") == (3, (900, 480))  # steps 1, 3, 4
+
+
+def test_every_chooses_the_frames(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    arguments = [*DEMOS["normal"], "--steps", "7", "--points", "30", "--every", "3"]
+    status, _, stderr = run(["demo", *arguments, "--out", "fit.gif"], tmp_path, capsys)
+    assert status == 0, stderr
+    assert gif_frames_and_size(tmp_path / "fit.gif")[0] == 3  # steps 1, 4, 7
+
+
+BAD_INPUT = [
+    # (arguments after "demo", the option the message must name)
+    (["dirichlet"], "PRIOR"),
+    (["beta", "--a", "2"], "--b"),
+    (["beta", "--b", "2"], "--a"),
+    (["symbeta"], "--a"),
+    (["relaxed-bernoulli", "--p", "0.2"], "--temperature"),
+    (["relaxed-bernoulli", "--temperature", "0.2"], "--p"),
+    (["normal", "--mean", "0.5"], "--std"),
+    (["normal", "--std", "0.5"], "--mean"),
+    (["beta", "--a", "0", "--b", "6"], "--a"),
+    (["beta", "--a", "-1", "--b", "6"], "--a"),
+    (["beta", "--a", "2", "--b", "0"], "--b"),
+    (["beta", "--a", "nan", "--b", "6"], "--a"),
+    (["beta", "--a", "two", "--b", "6"], "--a"),
+    (["symbeta", "--a", "1"], "--a"),
+    (["symbeta", "--a", "0"], "--a"),
+    (["symbeta", "--a", "1.5"], "--a"),
+    (["relaxed-bernoulli", "--p", "0", "--temperature", "0.2"], "--p"),
+    (["relaxed-bernoulli", "--p", "1", "--temperature", "0.2"], "--p"),
+    (["relaxed-bernoulli", "--p", "0.2", "--temperature", "0"], "--temperature"),
+    (["relaxed-bernoulli", "--p", "0.2", "--temperature", "-0.5"], "--temperature"),
+    (["normal", "--mean", "0.5", "--std", "0"], "--std"),
+    (["normal", "--mean", "0.5", "--std", "-1"], "--std"),
+    (["beta", "--a", "2", "--b", "6", "--p", "0.5"], "--p"),
+    (["gbas", "--a", "2"], "--a"),
+    (["beta", "--a", "2", "--b", "6", "--steps", "0"], "--steps"),
+    (["beta", "--a", "2", "--b", "6", "--steps", "2.5"], "--steps"),
+    (["beta", "--a", "2", "--b", "6", "--points", "1"], "--points"),
+    (["gbas", "--points", "1"], "--points"),
+    (["beta", "--a", "2", "--b", "6", "--lr", "0"], "--lr"),
+    (["beta", "--a", "2", "--b", "6", "--lr", "-0.1"], "--lr"),
+    (["beta", "--a", "2", "--b", "6", "--init-range", "0"], "--init-range"),
+    (["beta", "--a", "2", "--b", "6", "--fps", "0"], "--fps"),
+    (["beta", "--a", "2", "--b", "6", "--every", "0"], "--every"),
+    (["beta", "--a", "2", "--b", "6", "--out", "missing/beta.gif"], "--out"),
+    (["beta", "--a", "2", "--b", "6", "--out", "beta.jpg"], "--out"),
+    (["beta", "--a", "2", "--b", "6", "--out", "beta"], "--out"),
+    (["beta", "--a", "2", "--b", "6", "--out", "beta.gif", "--no-render"], "--out"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "option"), BAD_INPUT, ids=" ".join)
+def test_bad_input_exits_2_naming_the_option_and_writes_nothing(
+    tmp_path, capsys, arguments, option
+):
+    status, stdout, stderr = run(["demo", *arguments], tmp_path, capsys)
+    assert status == 2
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert option in lines[0] and "error" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_through_a_process(tmp_path):
+    # python -m batchshaping.cli: the same entry point as the console script the demos use.
+    result = subprocess.run(
+        [sys.executable, "-m", "batchshaping.cli", "demo", "beta", "--a", "-1", "--b", "6"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--a" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_the_priors_and_options(capsys, tmp_path):
+    status, stdout, _ = run(["demo", "--help"], tmp_path, capsys)
+    assert status == 0
+    for name in [*DEMOS, "--a", "--b", "--p", "--temperature", "--mean", "--std"]:
+        assert name in stdout
+    options = ["--steps", "--points", "--lr", "--init-range", "--seed", "--logits"]
+    options += ["--out", "--no-render", "--fps", "--every"]
+    for option in options:
+        assert option in stdout
+
+
+def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli._write_atomically(tmp_path / "fit.gif", b"GIF89a")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_rendering_leaves_nothing_at_out(tmp_path):
+    pytest.importorskip("matplotlib")
+    process = subprocess.Popen(
+        [*command(), "demo", *DEMOS["normal"], "--steps", "400", "--out", "fit.gif"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen = b""
+    deadline = time.monotonic() + 120
+    # Wait for the rendering bar to move past its first frame, then interrupt.
+    while not re.search(rb"rendering: +\d+%\|[^|]*\| +[1-9]", seen):
+        chunk = process.stderr.read1(4096)
+        assert chunk and time.monotonic() < deadline, seen.decode(errors="replace")
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, (seen + stderr).decode(errors="replace")
+    assert b"interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomically_replaces_and_keeps_usual_permissions(tmp_path):
+    path = tmp_path / "fit.gif"
+    path.write_bytes(b"old")
+    cli._write_atomically(path, b"new")
+    assert path.read_bytes() == b"new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.gif"]
