@@ -197,7 +197,7 @@ INVALID = [
     ("relaxed bernoulli probs > 1", lambda: RelaxedBernoulli(0.5, probs=1.5), "probs"),
     ("relaxed bernoulli both", lambda: RelaxedBernoulli(0.5, probs=0.5, logits=0.0), "probs or"),
     ("relaxed bernoulli neither", lambda: RelaxedBernoulli(0.5), "probs or logits"),
-    ("torch normal zero std", lambda: Normal(0.0, 0.0), "scale"),
+    ("torch normal zero std", lambda: Normal(0.0, 0.0, validate_args=True), "scale"),
 ]
 
 
@@ -207,6 +207,19 @@ INVALID = [
 def test_invalid_parameters_raise_value_error_naming_them(build_invalid, match):
     with pytest.raises(ValueError, match=match):
         build_invalid()
+
+
+def test_validation_is_on_by_default_even_when_torch_default_is_off():
+    # torch.compile switches torch's global default off for the whole process.
+    default = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        for build_invalid, match in [case[1:] for case in INVALID[:-1]]:
+            with pytest.raises(ValueError, match=match):
+                build_invalid()
+        assert Beta(2.0, 3.0)._validate_args
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(default)
 
 
 def test_validate_args_false_skips_the_checks():

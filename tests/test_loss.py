@@ -397,7 +397,7 @@ def test_invalid_prior_parameters_raise_before_anything_is_computed():
     with pytest.raises(ValueError, match="concentration1"):
         batch_shaping_loss(torch.rand(10), Beta(-1.0, 2.0))
     with pytest.raises(ValueError, match="scale"):
-        batch_shaping_loss(torch.rand(10), Normal(0.6, 0.0))
+        batch_shaping_loss(torch.rand(10), Normal(0.6, 0.0, validate_args=True))
 
 
 def test_validate_false_skips_the_synchronising_checks():

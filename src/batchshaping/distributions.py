@@ -57,7 +57,14 @@ class _OpenInterval(constraints.Constraint):
 
 
 def _validation_on(validate_args: bool | None) -> bool:
-    return Distribution._validate_args if validate_args is None else validate_args
+    """``None`` means on, except while torch.compile traces (checks read values on the host).
+
+    Not torch's global default: running ``torch.compile`` once switches that off for the whole
+    process, which would silently drop the parameter checks of every prior built afterwards.
+    """
+    if validate_args is None:
+        return not torch.compiler.is_compiling()
+    return validate_args
 
 
 def _check_parameter(
@@ -124,8 +131,9 @@ class Beta(_TorchBeta):
     Args:
         concentration1: a > 0, any shape (broadcast with ``concentration0``).
         concentration0: b > 0.
-        validate_args: check the parameters (``ValueError`` naming the bad one); ``None`` follows
-            torch's global default, which is on.
+        validate_args: check the parameters (``ValueError`` naming the bad one). ``None``
+            (default) means on, except while ``torch.compile`` traces; unlike torch's priors it
+            does not follow torch's global default, which ``torch.compile`` switches off.
         density_bounds: ``None`` (default) for the exact gradient, or (low, high) with
             0 <= low <= high for the surrogate above.
 
@@ -144,7 +152,8 @@ class Beta(_TorchBeta):
         *,
         density_bounds: tuple[float, float] | None = None,
     ) -> None:
-        if _validation_on(validate_args):
+        validate_args = _validation_on(validate_args)
+        if validate_args:
             _check_parameter("Beta", "concentration1", concentration1, constraints.positive)
             _check_parameter("Beta", "concentration0", concentration0, constraints.positive)
         if density_bounds is not None:
@@ -261,7 +270,8 @@ class SymmetricBeta(Beta):
         *,
         density_bounds: tuple[float, float] | None = None,
     ) -> None:
-        if _validation_on(validate_args):
+        validate_args = _validation_on(validate_args)
+        if validate_args:
             _check_parameter("SymmetricBeta", "a", a, _OpenInterval(0.0, 1.0))
         if not isinstance(a, Tensor):
             a = torch.tensor(float(a))
@@ -322,7 +332,8 @@ class RelaxedBernoulli(_TorchRelaxedBernoulli):
     ) -> None:
         if (probs is None) == (logits is None):
             raise ValueError("RelaxedBernoulli: give exactly one of probs or logits")
-        if _validation_on(validate_args):
+        validate_args = _validation_on(validate_args)
+        if validate_args:
             _check_parameter("RelaxedBernoulli", "temperature", temperature, constraints.positive)
             if probs is not None:
                 _check_parameter("RelaxedBernoulli", "probs", probs, constraints.unit_interval)
