@@ -96,10 +96,10 @@ def test_learned_probabilities_follow_the_data():
     # learns them back.
     torch.manual_seed(0)
     true_probs = torch.tensor([0.2, 0.5, 0.8])
-    x = RelaxedBernoulli(torch.tensor(0.5), probs=true_probs).sample((2000,))
+    x = RelaxedBernoulli(torch.tensor(0.5), probs=true_probs).sample((1000,))
     gbas = GeneralizedBatchShaping(3, dim=0)
     optimizer = torch.optim.Adam(gbas.parameters(), lr=0.05)
-    for _ in range(200):
+    for _ in range(150):
         optimizer.zero_grad()
         gbas(x).backward()
         optimizer.step()

@@ -229,7 +229,7 @@ class GeneralizedBatchShaping(nn.Module):
         hyperprior = zero
         if self.hyperprior is not None:
             hyperprior = batch_shaping_loss(
-                self.mean_logits().reshape(-1), self.hyperprior, logits=True
+                self.mean_logits().reshape(-1), self.hyperprior, logits=True, validate=self.validate
             ).to(groups.dtype)
         temperature = zero
         if self.temperature_weight:
