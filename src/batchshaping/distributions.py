@@ -11,8 +11,9 @@ outside the support is not an error: ``cdf`` returns 0 below the support and 1 a
 zero gradient with respect to the value and the parameters. The two end points 0 and 1 of the
 unit interval count as outside (the CDF is exactly 0 or 1 there, and the density may be
 infinite, so the gradient is taken as the zero one-sided derivative from outside). A NaN value
-gives NaN. The sample checks that torch's ``validate_args`` performs in ``log_prob`` still apply
-there; ``cdf`` never rejects a value.
+gives NaN. ``cdf`` never rejects a value (``log_prob`` keeps torch's sample checks). The one
+exception to the zero gradient is Beta's opt-in ``density_bounds`` surrogate, whose gradient with
+respect to the value is ``low`` there.
 """
 
 from __future__ import annotations
