@@ -318,7 +318,15 @@ def test_exported():
     assert batchshaping.betainc is betainc
 
 
-def test_torch_compile_fullgraph():
+@pytest.fixture
+def restore_validation():
+    """torch.compile switches torch.distributions' global validate_args default off."""
+    default = torch.distributions.Distribution._validate_args
+    yield
+    torch.distributions.Distribution.set_default_validate_args(default)
+
+
+def test_torch_compile_fullgraph(restore_validation):
     compiled = torch.compile(
         lambda a, b, x: betainc(a, b, x).sum(), fullgraph=True, backend="aot_eager"
     )
@@ -366,7 +374,7 @@ def test_cuda_matches_cpu_without_synchronisation(dtype):
 
 @cuda
 @pytest.mark.cuda
-def test_cuda_torch_compile():
+def test_cuda_torch_compile(restore_validation):
     compiled = torch.compile(lambda a, b, x: betainc(a, b, x).sum(), fullgraph=True)
     a = torch.tensor([2.0, 0.5], device="cuda", requires_grad=True)
     compiled(a, 6.0, torch.tensor([0.3, 0.6], device="cuda")).backward()

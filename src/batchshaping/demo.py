@@ -88,7 +88,7 @@ def initial_points(points: int, init_range: float, seed: int) -> torch.Tensor:
 
     Example:
         >>> initial_points(3, 4.0, seed=42)
-        tensor([3.0729, 3.6738, 0.7198])
+        tensor([ 3.0582,  3.3200, -0.9371])
     """
     generator = torch.Generator().manual_seed(seed)
     return (torch.rand(points, generator=generator) * 2 - 1) * init_range

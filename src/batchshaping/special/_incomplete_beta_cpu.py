@@ -34,6 +34,8 @@ _TOL32 = 1e-10
 # Past this the prefactor underflows: the function is 0 (or 1) to working precision.
 _LOG_UNDERFLOW = -745.0
 _MAX_TERMS = 100_000
+# The continued fraction's convergents are rescaled when B_n leaves this range.
+_RESCALE_LOW, _RESCALE_HIGH = 1e-100, 1e100
 
 _NAN = math.nan
 # No Python exceptions on division by zero (the code guards its divisions), no GIL: the kernel runs
@@ -189,7 +191,8 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
     d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)),
     d_{2m+2} = (m + 1)(b - m - 1) x / ((a + 2m + 1)(a + 2m + 2)).
     The convergents A_n / B_n follow A_n = A_{n-1} + d_n A_{n-2} (B_n likewise), their
-    derivatives the differentiated recurrence; a pair of terms per pass, then a rescale by 1 / B_n.
+    derivatives the differentiated recurrence; a pair of terms per pass, rescaled by 1 / B_n when
+    the magnitudes drift.
     """
     log_prefactor = log_power - math.log(a)
     if log_prefactor < _LOG_UNDERFLOW:
@@ -233,15 +236,14 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
         inv_r0 = inv_r2
-        # Rescale so that B_n = 1: then K = A_n and d log K = d A_n / A_n - d B_n.
-        scale = 1.0 / den if den != 0.0 else 1.0
-        num_prev *= scale
-        num *= scale
-        den_prev *= scale
-        den *= scale
-        converged = abs(num - value) <= tol * abs(num)
-        value = num
-        if want_grad:
+        # Rescale only when the convergents drift far from 1: the division stays off the
+        # recurrence's critical path in the usual case.
+        if not (_RESCALE_LOW < abs(den) < _RESCALE_HIGH):
+            scale = 1.0 / den if den != 0.0 else 1.0
+            num_prev *= scale
+            num *= scale
+            den_prev *= scale
+            den *= scale
             num_prev_a *= scale
             num_a *= scale
             den_prev_a *= scale
@@ -250,9 +252,15 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
             num_b *= scale
             den_prev_b *= scale
             den_b *= scale
+        inv_den = 1.0 / den
+        new_value = num * inv_den  # K = A_n / B_n
+        converged = abs(new_value - value) <= tol * abs(new_value)
+        value = new_value
+        if want_grad:
+            # d log K = d A_n / A_n - d B_n / B_n
             inv_num = 1.0 / num
-            new_k_a = num_a * inv_num - den_a
-            new_k_b = num_b * inv_num - den_b
+            new_k_a = num_a * inv_num - den_a * inv_den
+            new_k_b = num_b * inv_num - den_b * inv_den
             converged = (
                 converged
                 and abs(new_k_a - log_k_a) <= tol * (abs(new_k_a) + 1.0)

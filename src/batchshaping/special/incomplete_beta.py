@@ -159,7 +159,7 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
         tensor([0.1497, 0.5551, 0.9375], dtype=torch.float64, grad_fn=<...>)
         >>> value.sum().backward()
         >>> a.grad
-        tensor(-0.9047, dtype=torch.float64)
+        tensor(-0.5198, dtype=torch.float64)
     """
     a, b, x, dtype = _common_tensors(a, b, x)
     grad_enabled = torch.is_grad_enabled()
