@@ -23,6 +23,7 @@ FINAL_LOSS = re.compile(r"final loss: (\S+)")
 
 DEMOS = {
     "beta": ["beta", "--a", "2", "--b", "6"],
+    "beta, density bounds": ["beta", "--a", "2", "--b", "6", "--density-bounds", "1e-3", "100"],
     "symbeta": ["symbeta", "--a", "0.9"],
     "relaxed-bernoulli": ["relaxed-bernoulli", "--p", "0.2", "--temperature", "0.25"],
     "normal": ["normal", "--mean", "0.6", "--std", "0.1", "--init-range", "1"],
@@ -65,17 +66,28 @@ def test_demo_trains_and_prints_the_final_loss_last(tmp_path, capsys, name):
         assert "group loss:" in stdout and "hyperprior loss:" in stdout
 
 
-def test_installed_command_runs_a_demo(tmp_path):
-    result = subprocess.run(
-        [*command(), "demo", *DEMOS["beta"], "--steps", "3", "--points", "60", "--no-render"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert FINAL_LOSS.fullmatch(result.stdout.strip().splitlines()[-1]), result.stdout
-    assert list(tmp_path.iterdir()) == []
+def test_installed_command_runs_a_demo_and_rejects_bad_input(tmp_path):
+    # Two real processes at once: the console script, and python -m batchshaping.cli.
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    demo = ["demo", *DEMOS["normal"], "--steps", "3", "--points", "60", "--no-render"]
+    wrong = ["demo", "beta", "--a", "-1", "--b", "6", "--out", "beta.gif"]
+    processes = [
+        subprocess.Popen(
+            arguments, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for arguments, folder in [
+            ([*command(), *demo], good),
+            ([sys.executable, "-m", "batchshaping.cli", *wrong], bad),
+        ]
+    ]
+    (out, err), (_, bad_err) = (process.communicate(timeout=120) for process in processes)
+    assert processes[0].returncode == 0, err
+    assert FINAL_LOSS.fullmatch(out.strip().splitlines()[-1]), out
+    assert processes[1].returncode == 2
+    assert bad_err.count("\n") == 1 and "--a" in bad_err
+    assert list(good.iterdir()) == [] and list(bad.iterdir()) == []
 
 
 def gif_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
@@ -164,6 +176,10 @@ BAD_INPUT = [
     (["beta", "--a", "2", "--b", "6", "--init-range", "0"], "--init-range"),
     (["beta", "--a", "2", "--b", "6", "--fps", "0"], "--fps"),
     (["beta", "--a", "2", "--b", "6", "--every", "0"], "--every"),
+    (["beta", "--a", "2", "--b", "6", "--density-bounds", "1", "0.5"], "--density-bounds"),
+    (["beta", "--a", "2", "--b", "6", "--density-bounds", "-1", "5"], "--density-bounds"),
+    (["beta", "--a", "2", "--b", "6", "--density-bounds", "1e-3"], "--density-bounds"),
+    (["normal", "--mean", "0", "--std", "1", "--density-bounds", "0", "1"], "--density-bounds"),
     (["beta", "--a", "2", "--b", "6", "--out", "missing/beta.gif"], "--out"),
     (["beta", "--a", "2", "--b", "6", "--out", "beta.jpg"], "--out"),
     (["beta", "--a", "2", "--b", "6", "--out", "beta"], "--out"),
@@ -184,24 +200,12 @@ def test_bad_input_exits_2_naming_the_option_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_input_through_a_process(tmp_path):
-    # python -m batchshaping.cli: the same entry point as the console script the demos use.
-    result = subprocess.run(
-        [sys.executable, "-m", "batchshaping.cli", "demo", "beta", "--a", "-1", "--b", "6"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "--a" in result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_help_lists_the_priors_and_options(capsys, tmp_path):
     status, stdout, _ = run(["demo", "--help"], tmp_path, capsys)
     assert status == 0
-    for name in [*DEMOS, "--a", "--b", "--p", "--temperature", "--mean", "--std"]:
+    for name in ["beta", "symbeta", "relaxed-bernoulli", "normal", "gbas"]:
+        assert name in stdout
+    for name in ["--a", "--b", "--p", "--temperature", "--mean", "--std", "--density-bounds"]:
         assert name in stdout
     options = ["--steps", "--points", "--lr", "--init-range", "--seed", "--logits"]
     options += ["--out", "--no-render", "--fps", "--every"]
@@ -222,7 +226,7 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 def test_ctrl_c_while_rendering_leaves_nothing_at_out(tmp_path):
     pytest.importorskip("matplotlib")
     process = subprocess.Popen(
-        [*command(), "demo", *DEMOS["normal"], "--steps", "400", "--out", "fit.gif"],
+        [*command(), "demo", *DEMOS["normal"], "--steps", "200", "--out", "fit.gif"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parameters.add_argument("--mean", type=_finite_float, help="normal: the mean")
     parameters.add_argument("--std", type=_finite_float, help="normal: std > 0")
+    parameters.add_argument(
+        "--density-bounds",
+        type=_finite_float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help=(
+            "beta, symbeta: clamp the density used as the gradient of the CDF to [LOW, HIGH], "
+            "as the original release did with 1e-3 100 (default: the exact gradient)"
+        ),
+    )
 
     training = demo.add_argument_group("training")
     training.add_argument("--steps", type=_integer, default=100, help="Adam steps (default 100)")
@@ -178,6 +188,18 @@ def _check(args: argparse.Namespace) -> None:
         require("temperature", args.temperature > 0, "> 0")
     elif prior == "normal":
         require("std", args.std > 0, "> 0")
+    if args.density_bounds is not None:
+        if prior not in ("beta", "symbeta"):
+            raise _UsageError(
+                f"argument --density-bounds: applies to the beta and symbeta priors only, "
+                f"not {prior}"
+            )
+        low, high = args.density_bounds
+        if not 0 <= low <= high:
+            raise _UsageError(
+                f"argument --density-bounds: must be LOW HIGH with 0 <= LOW <= HIGH, "
+                f"got {low:g} {high:g}"
+            )
 
     require("steps", args.steps >= 1, ">= 1")
     require("points", args.points >= 2, ">= 2")
@@ -214,10 +236,14 @@ def _make_prior(args: argparse.Namespace):
     def tensor(value: float) -> torch.Tensor:
         return torch.tensor(value, dtype=torch.float32)
 
+    bounds = args.density_bounds
+    surrogate = "" if bounds is None else f", density in [{bounds[0]:g}, {bounds[1]:g}]"
     if args.prior == "beta":
-        return Beta(tensor(args.a), tensor(args.b)), f"Beta({args.a:g}, {args.b:g})"
+        prior = Beta(tensor(args.a), tensor(args.b), density_bounds=bounds)
+        return prior, f"Beta({args.a:g}, {args.b:g}){surrogate}"
     if args.prior == "symbeta":
-        return SymmetricBeta(tensor(args.a)), f"SymBeta({args.a:g})"
+        prior = SymmetricBeta(tensor(args.a), density_bounds=bounds)
+        return prior, f"SymBeta({args.a:g}){surrogate}"
     if args.prior == "relaxed-bernoulli":
         prior = RelaxedBernoulli(tensor(args.temperature), probs=tensor(args.p))
         return prior, f"RelaxedBernoulli(p={args.p:g}, temperature={args.temperature:g})"
