@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,38 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs(path, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Both notebooks run at once (two kernels), each from an empty folder, in quick mode."""
     # The parameter cell of each notebook reads this and keeps a few points and steps.
-    monkeypatch.setenv("BATCHSHAPING_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BATCHSHAPING_NOTEBOOK_QUICK", "1")
+    patch.setenv("MPLBACKEND", "Agg")
+    runs = {}
+    for path in NOTEBOOKS:
+        folder = tmp_path_factory.mktemp(path.stem)
+        notebook = nbformat.read(path, as_version=4)
+        client = nbclient.NotebookClient(
+            notebook,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(folder)}},
+        )
+        runs[path.stem] = (client, notebook, folder)
+
+    async def execute_all():
+        await asyncio.gather(*(client.async_execute() for client, _, _ in runs.values()))
+
+    try:
+        asyncio.run(execute_all())
+    finally:
+        patch.undo()
+    return {name: (notebook, folder) for name, (_, notebook, folder) in runs.items()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs(executed, path):
+    notebook, folder = executed[path.stem]
     printed = "".join(
         output.get("text", "")
         for cell in notebook.cells
@@ -59,4 +79,4 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         if "image/gif" in output.get("data", {})
     ]
     assert shown, "no animation displayed"
-    assert list(tmp_path.iterdir()) == []  # the notebooks write no files
+    assert list(folder.iterdir()) == []  # the notebooks write no files
