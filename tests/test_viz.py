@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import io
 import subprocess
 import sys
@@ -144,8 +143,3 @@ def test_record_fit_needs_a_format_for_a_file_object():
     values, losses = made_up_fit(steps=3, points=5)
     with pytest.raises(ValueError, match="format must be given"):
         viz.record_fit(Normal(torch.tensor(0.3), torch.tensor(0.1)), values, losses, io.BytesIO())
-
-
-def test_docstring_examples_run():
-    failures, _ = doctest.testmod(viz, optionflags=doctest.ELLIPSIS)
-    assert failures == 0

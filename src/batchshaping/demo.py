@@ -190,6 +190,11 @@ def fit_generalized(
 
     Returns:
         A :class:`GeneralizedFitHistory`.
+
+    Example:
+        >>> history = fit_generalized(groups=4, points=20, steps=2)
+        >>> history.probs.shape, history.values.shape
+        ((2, 4), (2, 20, 4))
     """
     generator = torch.Generator().manual_seed(seed)
     means = torch.rand(groups, 1, generator=generator)

@@ -244,6 +244,13 @@ def record_fit(
 
     Returns:
         The number of frames written.
+
+    Example:
+        >>> import io
+        >>> from torch.distributions import Normal
+        >>> values = np.random.default_rng(0).uniform(size=(3, 50))
+        >>> record_fit(Normal(0.5, 0.1), values, [0.3, 0.2, 0.1], io.BytesIO(), format="gif")
+        3
     """
     values = np.asarray(values, dtype=np.float64)
     losses = np.asarray(losses, dtype=np.float64)
@@ -298,6 +305,24 @@ def record_generalized_fit(
 
     Returns:
         The number of frames written.
+
+    Example:
+        >>> import io
+        >>> from batchshaping.distributions import Beta
+        >>> rng = np.random.default_rng(0)
+        >>> probs, temperatures = rng.uniform(0.1, 0.9, size=(2, 4, 10))
+        >>> record_generalized_fit(
+        ...     Beta(3.0, 7.0),
+        ...     rng.uniform(size=(4, 50, 6)),
+        ...     probs,
+        ...     temperatures,
+        ...     [0.2, 0.1, 0.05, 0.02],
+        ...     [0.1, 0.05, 0.02, 0.01],
+        ...     io.BytesIO(),
+        ...     format="gif",
+        ...     every=2,
+        ... )
+        3
     """
     values = np.asarray(values, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
