@@ -215,8 +215,9 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
         inv_r1 = 1.0 / (a + 2 * m + 1)
         d = -p * q * x * inv_r0 * inv_r1
         if want_grad:
-            d_a = d * (1.0 / p + 1.0 / q - inv_r0 - inv_r1)
-            d_b = d / q
+            inv_q = 1.0 / q
+            d_a = d * (1.0 / p + inv_q - inv_r0 - inv_r1)
+            d_b = d * inv_q
             num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
             den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
             num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
@@ -300,7 +301,7 @@ def parameter_terms(a, b, want_grad):
 
 
 @_jit
-def betainc_scalar(a, b, x, terms, want_grad, tol, tiny, huge):
+def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
     ``terms`` is ``parameter_terms(a, b, want_grad)``, which the caller computes once for each
@@ -315,7 +316,7 @@ def betainc_scalar(a, b, x, terms, want_grad, tol, tiny, huge):
     degenerate = a == 0.0 or b == 0.0 or math.isinf(a) or math.isinf(b)
     if x == 0.0 or x == 1.0:
         density = 0.0
-        if not degenerate:
+        if want_density and not degenerate:
             log_x = math.log(max(x, tiny))
             log_y = math.log(max(1.0 - x, tiny))
             log_density = (a - 1.0) * log_x + (b - 1.0) * log_y - terms[0]
@@ -332,7 +333,7 @@ def betainc_scalar(a, b, x, terms, want_grad, tol, tiny, huge):
     log_y = math.log1p(-x)
     log_beta, psi_a, psi_b, psi_ab = terms
     log_power = _log_power_terms(a, b, x, y, log_x, log_y, log_beta)
-    density = min(math.exp(log_power - log_x - log_y), huge)
+    density = min(math.exp(log_power - log_x - log_y), huge) if want_density else 0.0
     if x * (a + b + 2.0) <= a + 1.0:
         value, grad_a, grad_b = _lower_tail(
             a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol
@@ -346,30 +347,43 @@ def betainc_scalar(a, b, x, terms, want_grad, tol, tiny, huge):
 
 @_jit
 def _betainc_kernel(
-    a, b, x, layout, out, grad_a, grad_b, grad_x, want_grad_ab, want_grad_x, tol, start, stop
+    a,
+    b,
+    x,
+    layout,
+    out,
+    grad_a,
+    grad_b,
+    grad_x,
+    want_grad_ab,
+    want_grad_x,
+    tol,
+    tiny,
+    huge,
+    start,
+    stop,
 ):
     """Fill ``out[start:stop]`` (and the gradients asked for) over the broadcast of a, b, x.
 
     Input ``k`` of the three is read at ``(i // layout[k, 0]) % layout[k, 1]``: that covers full,
     scalar and block-broadcast inputs (per-group parameters) without materialising them.
     """
-    tiny = np.finfo(out.dtype).tiny
-    huge = np.finfo(out.dtype).max
     # Parameters usually repeat (one prior for a batch, or per group): their terms are reused.
     last_a = last_b = _NAN
     terms = (_NAN, _NAN, _NAN, _NAN)
     for i in range(start, stop):
-        a_i = np.float64(a[(i // layout[0, 0]) % layout[0, 1]])
-        b_i = np.float64(b[(i // layout[1, 0]) % layout[1, 1]])
+        a_i = float(a[(i // layout[0, 0]) % layout[0, 1]])
+        b_i = float(b[(i // layout[1, 0]) % layout[1, 1]])
         if a_i != last_a or b_i != last_b:
             terms = parameter_terms(a_i, b_i, want_grad_ab)
             last_a, last_b = a_i, b_i
         value, da, db, dx = betainc_scalar(
             a_i,
             b_i,
-            np.float64(x[(i // layout[2, 0]) % layout[2, 1]]),
+            float(x[(i // layout[2, 0]) % layout[2, 1]]),
             terms,
             want_grad_ab,
+            want_grad_x,
             tol,
             tiny,
             huge,
@@ -439,6 +453,7 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
     out, grad_a, grad_b, grad_x = new(True), new(want_grad_ab), new(want_grad_ab), new(want_grad_x)
     if numel:
         tol = _TOL64 if dtype == torch.float64 else _TOL32
+        finfo = torch.finfo(dtype)
         kernel_args = (
             *arrays,
             layout,
@@ -449,6 +464,8 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
             want_grad_ab,
             want_grad_x,
             tol,
+            finfo.tiny,
+            finfo.max,
         )
         _run_in_threads(kernel_args, numel)
     return out, grad_a, grad_b, grad_x
