@@ -372,15 +372,15 @@ def _betainc_kernel(
     last_a = last_b = _NAN
     terms = (_NAN, _NAN, _NAN, _NAN)
     for i in range(start, stop):
-        a_i = float(a[(i // layout[0, 0]) % layout[0, 1]])
-        b_i = float(b[(i // layout[1, 0]) % layout[1, 1]])
+        a_i = np.float64(a[(i // layout[0, 0]) % layout[0, 1]])
+        b_i = np.float64(b[(i // layout[1, 0]) % layout[1, 1]])
         if a_i != last_a or b_i != last_b:
             terms = parameter_terms(a_i, b_i, want_grad_ab)
             last_a, last_b = a_i, b_i
         value, da, db, dx = betainc_scalar(
             a_i,
             b_i,
-            float(x[(i // layout[2, 0]) % layout[2, 1]]),
+            np.float64(x[(i // layout[2, 0]) % layout[2, 1]]),
             terms,
             want_grad_ab,
             want_grad_x,
