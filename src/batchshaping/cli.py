@@ -17,7 +17,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from torch.distributions import Distribution
 
 PRIOR_PARAMETERS: dict[str, tuple[str, ...]] = {
     "beta": ("a", "b"),
@@ -227,7 +230,8 @@ def _check(args: argparse.Namespace) -> None:
         args.out = out
 
 
-def _make_prior(args: argparse.Namespace):
+def _make_prior(args: argparse.Namespace) -> tuple[Distribution, str]:
+    """The prior the options describe, and its name for the figure's title."""
     import torch
     from torch.distributions import Normal
 
@@ -306,7 +310,12 @@ def _demo(args: argparse.Namespace) -> None:
             on_step=on_step,
         )
         if gbas:
-            history = demo.fit_generalized(record=not args.no_render, **common)
+            from batchshaping.distributions import Beta
+
+            hyperprior = Beta(3.0, 7.0)
+            history = demo.fit_generalized(
+                hyperprior=hyperprior, record=not args.no_render, **common
+            )
         else:
             prior, name = _make_prior(args)
             history = demo.fit_points(prior, record=not args.no_render, **common)
@@ -315,9 +324,6 @@ def _demo(args: argparse.Namespace) -> None:
         from batchshaping import viz
 
         if gbas:
-            from batchshaping.distributions import Beta
-
-            hyperprior = Beta(3.0, 7.0)
 
             def record_frames(buffer, format, on_frame):
                 return viz.record_generalized_fit(

@@ -598,8 +598,8 @@ class _GeneralizedFitFrames:
 
         self.animated: list[Artist] = [
             *self.points,
-            *self.ecdfs,
             *self.target_cdfs,
+            *self.ecdfs,
             self.group_line,
             self.hyper_line,
             self.step_text,
