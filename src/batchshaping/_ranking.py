@@ -1,0 +1,128 @@
+"""The empirical CDF of each value within its group, ranked on the host with numpy's SIMD sort.
+
+The Batch-Shaping loss sums (rank / (n + 1) - F(x))^2 over the values of a group, a sum that does
+not depend on their order: it needs each value's rank, not the sorted values. On the CPU, numpy's
+SIMD sort (x86-simd-sort, Highway) sorts many times faster than ``torch.sort``, but only plain
+values: ``np.argsort`` is several times slower again. So a float32 value is turned into a key that
+carries its own index: its bits mapped to an int32 that orders like the float, in the high half of
+an int64, its index in the group in the low half. Sorting the keys sorts the values (ties in index
+order), and the low halves of the sorted keys are the permutation. float64 values do not leave
+room for an index and go through ``np.argsort``.
+
+The kernels are numba functions that release the GIL; groups are shared out over torch's
+intra-op thread count. Everything here runs on CPU tensors only: the caller dispatches on the
+device (see :func:`host_ranking_applies`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["empirical_cdf", "host_ranking_applies"]
+
+# Indices live in the low 32 bits of a key.
+_MAX_GROUP_SIZE = 2**32
+# Below this many values per thread, one thread does the work.
+_MIN_PER_THREAD = 32_768
+
+_kernels = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def host_ranking_applies(values: Tensor) -> bool:
+    """Whether :func:`empirical_cdf` can rank ``values`` (samples last): a plain CPU tensor.
+
+    Not on other devices (the loss keeps them on torch ops, free of host synchronisation), not
+    while ``torch.compile`` traces, and not for tensor subclasses or ``torch.func`` wrappers,
+    which have no host memory to hand to numpy.
+    """
+    return (
+        values.device.type == "cpu"
+        and values.dtype in (torch.float32, torch.float64)
+        and values.shape[-1] <= _MAX_GROUP_SIZE
+        and not torch.compiler.is_compiling()
+        and type(values) is Tensor
+        and not torch._C._functorch.is_functorch_wrapped_tensor(values)
+    )
+
+
+def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False) -> Tensor:
+    """rank / (n + 1) for every value of every group, the groups along the last dimension.
+
+    The rank of a value is its position in its sorted group, counting from 1, ties broken by
+    index; with ``ties`` it is the number of values of the group <= it. Under ``mask`` only the
+    kept values count (n is the number kept); masked-out positions get 0.
+
+    Args:
+        values: a CPU float32 or float64 tensor (*groups, n); never differentiated.
+        mask: bool tensor of the same shape, or ``None``.
+        ties: tied values share the empirical CDF of the last of them.
+
+    Returns:
+        A tensor like ``values``, without gradient.
+    """
+    kernels = _load_kernels()
+    num_samples = values.shape[-1]
+    rows = values.detach().reshape(-1, num_samples)
+    if rows.dtype == torch.float32:
+        rows = rows.contiguous()
+    else:
+        # No room for an index beside a float64 in a key: argsort. Padding becomes NaN, which
+        # numpy sorts after every number, infinities included.
+        if mask is not None:
+            rows = torch.where(mask.reshape(-1, num_samples), rows, math.nan)
+        rows = rows.contiguous()
+    masked = mask is not None
+    kept = (
+        mask.reshape(-1, num_samples).contiguous().numpy()
+        if masked
+        else np.empty((0, 0), dtype=np.bool_)
+    )
+    result = torch.empty_like(rows)
+    array, out = rows.numpy(), result.numpy()
+
+    def rank_rows(start: int, stop: int) -> None:
+        if array.dtype == np.float32:
+            keys = np.empty((stop - start, num_samples), dtype=np.int64)
+            kernels.float32_keys(array[start:stop].view(np.int32), kept[start:stop], masked, keys)
+            keys.sort(axis=-1)
+            kernels.ranks_from_keys(keys, kept[start:stop], masked, ties, out[start:stop])
+        else:
+            order = np.argsort(array[start:stop], axis=-1)
+            kernels.ranks_from_order(
+                order, array[start:stop], kept[start:stop], masked, ties, out[start:stop]
+            )
+
+    _in_threads(rank_rows, rows.shape[0], num_samples)
+    return result.reshape(values.shape)
+
+
+def _in_threads(work, num_rows: int, row_size: int) -> None:
+    """Run ``work(start, stop)`` over row ranges covering ``range(num_rows)``, in parallel."""
+    global _pool
+    threads = min(torch.get_num_threads(), num_rows, num_rows * row_size // _MIN_PER_THREAD)
+    if threads <= 1:
+        work(0, num_rows)
+        return
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranking")
+    bounds = np.linspace(0, num_rows, threads + 1).astype(np.int64).tolist()
+    futures = [_pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    for future in futures:
+        future.result()
+
+
+def _load_kernels():
+    """The numba kernels, compiled (or loaded from numba's cache) on first use."""
+    global _kernels
+    if _kernels is None:
+        from batchshaping import _ranking_kernels
+
+        _kernels = _ranking_kernels
+    return _kernels
