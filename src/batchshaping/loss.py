@@ -2,8 +2,18 @@
 
 The public entry points are :func:`batch_shaping_loss` and its thin module
 :class:`BatchShapingLoss`. The work is split into small private steps (lay the samples out last,
-sort them, rank them, evaluate the prior, average) so that any one of them, the sort above all,
-can be replaced by a faster implementation without touching the others.
+rank them, evaluate the prior, average), along one of two routes:
+
+- sorted (any device, and inside ``torch.compile``): ``torch.sort`` each group and compare the
+  sorted values with i / (n + 1), in torch operations without host-device synchronisation;
+- ranked (plain CPU tensors): the sum over a group does not depend on the order of its values,
+  so each value keeps its place and only its rank is computed, by numpy's SIMD sort
+  (:mod:`batchshaping._ranking`), several times faster than ``torch.sort`` on the CPU. The
+  prior's CDF is then evaluated with the samples of a group contiguous, which lets ``betainc``
+  reuse its per-parameter terms along a group.
+
+Both give the same loss and the same gradients (the ranks, like the sorted positions, are
+constants of the backward pass).
 """
 
 from __future__ import annotations
@@ -13,7 +23,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution
+
+from batchshaping import _ranking
+from batchshaping.distributions import Beta, SymmetricBeta
 
 __all__ = ["BatchShapingLoss", "batch_shaping_loss"]
 
@@ -22,6 +36,10 @@ _REDUCTIONS = ("mean", "sum", "none")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 Dim = int | Sequence[int] | None
+
+# Which route computes the loss: None picks the ranked one wherever it applies (plain CPU
+# tensors); the tests set True or False to force one.
+_RANKED_ROUTE: bool | None = None
 
 
 def batch_shaping_loss(
@@ -103,14 +121,13 @@ def batch_shaping_loss(
         _check_finite(values, mask_last)
         _check_group_sizes(mask_last)
 
-    sorted_values, counts = _sort_samples(values, mask_last)
-    empirical = _empirical_cdf(sorted_values, counts, ties)
-    valid = _valid_positions(counts, num_samples)
-    if valid is not None:
-        # Padding must not reach the prior: any value works, as its terms are dropped below.
-        sorted_values = torch.where(valid, sorted_values, sorted_values[..., :1])
-    modelled = _prior_cdf(prior, sorted_values, logits)
-    losses = _group_losses(empirical, modelled, counts, valid)
+    ranked = _RANKED_ROUTE
+    if ranked is None:
+        ranked = _ranking.host_ranking_applies(values)
+    if ranked:
+        losses = _losses_from_ranks(values, mask_last, prior, ties, logits)
+    else:
+        losses = _losses_from_sorted(values, mask_last, prior, ties, logits)
     return _reduce(losses, reduction).to(x.dtype)
 
 
@@ -249,6 +266,11 @@ def _check_prior_shape(prior: Distribution, group_shape: torch.Size) -> None:
 
 
 def _check_finite(values: Tensor, mask: Tensor | None) -> None:
+    # One sum answers the common case in one pass: it is finite when every term is. A finite sum
+    # proves nothing bad; a non-finite one (or an overflow) is checked value by value.
+    kept = values if mask is None else torch.where(mask, values, 0)
+    if torch.isfinite(kept.sum()):
+        return
     bad = ~torch.isfinite(values)
     if mask is not None:
         bad &= mask
@@ -280,6 +302,72 @@ def _samples_last(tensor: Tensor, sample_dims: tuple[int, ...]) -> tuple[Tensor,
     num_samples = math.prod([tensor.shape[d] for d in sample_dims])
     moved = tensor.permute([*group_dims, *sample_dims])
     return moved.reshape(*group_shape, num_samples), group_shape
+
+
+def _losses_from_sorted(
+    values: Tensor, mask: Tensor | None, prior: Distribution, ties: bool, logits: bool
+) -> Tensor:
+    """The loss of each group from its sorted values (*groups, N): the route of every device."""
+    sorted_values, counts = _sort_samples(values, mask)
+    empirical = _empirical_cdf(sorted_values, counts, ties)
+    valid = _valid_positions(counts, values.shape[-1])
+    if valid is not None:
+        # Padding must not reach the prior: any value works, as its terms are dropped below.
+        sorted_values = torch.where(valid, sorted_values, sorted_values[..., :1])
+    modelled = _prior_cdf(prior, sorted_values, logits)
+    return _group_losses(empirical, modelled, counts, valid)
+
+
+def _losses_from_ranks(
+    values: Tensor, mask: Tensor | None, prior: Distribution, ties: bool, logits: bool
+) -> Tensor:
+    """The loss of each group from the rank of each value, left in place (plain CPU tensors).
+
+    The empirical CDF is piecewise constant in x, so it takes no part in the backward pass, just
+    as the positions i / (n + 1) of the sorted route do not.
+    """
+    empirical = _ranking.empirical_cdf(values, mask, ties)
+    counts = None
+    if mask is not None:
+        counts = mask.sum(-1)
+        # Padding must not reach the prior: it takes the first kept value of its group.
+        first_kept = mask.to(torch.uint8).argmax(-1, keepdim=True)
+        values = torch.where(mask, values, values.detach().gather(-1, first_kept))
+    modelled = _prior_cdf_samples_last(prior, values, logits)
+    return _MeanSquaredDistance.apply(empirical, modelled, counts, mask)
+
+
+class _MeanSquaredDistance(torch.autograd.Function):
+    r"""Per group, the mean of (E - F)^2 over its values; differentiable in F only.
+
+    .. math::
+        \ell_g = \frac{1}{n_g} \sum_i (E_i - F_i)^2, \qquad
+        \frac{\partial \ell_g}{\partial F_i} = -\frac{2}{n_g} (E_i - F_i)
+
+    E (*groups, N) is the empirical CDF, a constant that the forward overwrites with E - F, the
+    one tensor kept for the backward. Under a mask, n_g is the group's count and masked-out
+    positions count as zero.
+    """
+
+    @staticmethod
+    def forward(ctx, empirical, modelled, counts, mask):
+        if empirical.dtype == torch.promote_types(empirical.dtype, modelled.dtype):
+            difference = empirical.sub_(modelled)
+        else:
+            difference = empirical - modelled
+        if mask is not None:
+            difference.mul_(mask)
+            scale = counts.clamp(min=1).to(difference.dtype).reciprocal()
+        else:
+            scale = torch.full((), 1 / difference.shape[-1], dtype=difference.dtype)
+        ctx.save_for_backward(difference, scale)
+        return torch.linalg.vecdot(difference, difference) * scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        difference, scale = ctx.saved_tensors
+        return None, difference * (-2 * grad * scale).unsqueeze(-1), None, None
 
 
 def _sort_samples(values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -317,22 +405,43 @@ def _valid_positions(counts: Tensor | None, num_samples: int) -> Tensor | None:
     return torch.arange(num_samples, device=counts.device) < counts.unsqueeze(-1)
 
 
-def _prior_cdf(prior: Distribution, sorted_values: Tensor, logits: bool) -> Tensor:
-    """The prior's CDF at every value, the samples laid out first as torch expects."""
-    samples_first = sorted_values.movedim(-1, 0)
+def _prior_cdf(prior: Distribution, values: Tensor, logits: bool) -> Tensor:
+    """The prior's CDF at every value (*groups, N), the samples laid out first as torch expects."""
+    return _cdf(prior, values.movedim(-1, 0), logits).movedim(0, -1)
+
+
+def _prior_cdf_samples_last(prior: Distribution, values: Tensor, logits: bool) -> Tensor:
+    """As :func:`_prior_cdf`, keeping each group's samples contiguous where the prior allows.
+
+    ``betainc`` computes log B(a, b) (and digammas) once per run of equal parameters: with one
+    Beta prior per group and the groups laid out samples last, once per group instead of once
+    per value. Other priors are elementwise torch operations, indifferent to the layout.
+    """
+    if prior.batch_shape == ():
+        return _cdf(prior, values, logits)
+    if type(prior) in (Beta, SymmetricBeta):
+        per_group = Beta(
+            prior.concentration1.unsqueeze(-1),
+            prior.concentration0.unsqueeze(-1),
+            validate_args=False,
+            density_bounds=prior.density_bounds,
+        )
+        return _cdf(per_group, values, logits)
+    return _prior_cdf(prior, values, logits)
+
+
+def _cdf(prior: Distribution, values: Tensor, logits: bool) -> Tensor:
     try:
         if not logits:
-            cdf = prior.cdf(samples_first)
-        elif hasattr(prior, "cdf_from_logits"):
-            cdf = prior.cdf_from_logits(samples_first)
-        else:
-            cdf = prior.cdf(torch.sigmoid(samples_first))
+            return prior.cdf(values)
+        if hasattr(prior, "cdf_from_logits"):
+            return prior.cdf_from_logits(values)
+        return prior.cdf(torch.sigmoid(values))
     except NotImplementedError as error:
         raise NotImplementedError(
             f"prior {type(prior).__name__}: cdf is not implemented ({error}); "
             f"batchshaping.distributions has Beta, SymmetricBeta and RelaxedBernoulli with one"
         ) from error
-    return cdf.movedim(0, -1)
 
 
 def _group_losses(
