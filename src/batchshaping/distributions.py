@@ -90,9 +90,9 @@ def _unit_interval_cdf(value: Tensor, cdf_inside) -> Tensor:
     runs, so infinite densities at the end points cannot leak NaN into the gradients.
     """
     inside = (value > 0) & (value < 1)
-    inner = cdf_inside(torch.where(inside, value, torch.full_like(value, 0.5)))
-    edge = (value >= 1).to(inner.dtype)
-    edge = torch.where(torch.isnan(value), value.to(inner.dtype), edge)
+    inner = cdf_inside(torch.where(inside, value, 0.5))
+    # 0 at and below 0, 1 at and above 1, NaN for NaN; detached, so no gradient outside.
+    edge = value.detach().clamp(0, 1).to(inner.dtype)
     return torch.where(inside, inner, edge)
 
 
