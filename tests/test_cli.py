@@ -24,6 +24,7 @@ FINAL_LOSS = re.compile(r"final loss: (\S+)")
 DEMOS = {
     "beta": ["beta", "--a", "2", "--b", "6"],
     "beta, density bounds": ["beta", "--a", "2", "--b", "6", "--density-bounds", "1e-3", "100"],
+    "beta, exact gradient": ["beta", "--a", "2", "--b", "6", "--exact-gradient"],
     "symbeta": ["symbeta", "--a", "0.9"],
     "relaxed-bernoulli": ["relaxed-bernoulli", "--p", "0.2", "--temperature", "0.25"],
     "normal": ["normal", "--mean", "0.6", "--std", "0.1", "--init-range", "1"],
@@ -64,6 +65,19 @@ def test_demo_trains_and_prints_the_final_loss_last(tmp_path, capsys, name):
     assert list(tmp_path.iterdir()) == []  # --no-render writes nothing
     if name == "gbas":
         assert "group loss:" in stdout and "hyperprior loss:" in stdout
+
+
+def test_beta_demo_reproduces_the_original_notebook(tmp_path, capsys):
+    """The notebook's Beta(2, 6) example: the original's code ends at 2.44e-6 in 100 steps."""
+    finals = {}
+    for extra in ([], ["--exact-gradient"]):
+        arguments = ["demo", "beta", "--a", "2", "--b", "6", "--steps", "100", "--no-render"]
+        status, stdout, stderr = run([*arguments, *extra], tmp_path, capsys)
+        assert status == 0, stderr
+        finals[bool(extra)] = float(FINAL_LOSS.fullmatch(stdout.strip().splitlines()[-1])[1])
+    assert finals[False] <= 1.5 * 2.44e-6
+    # The exact density strands the points that start where it is almost zero.
+    assert finals[True] > 100 * finals[False]
 
 
 def test_installed_command_runs_a_demo_and_rejects_bad_input(tmp_path):
@@ -180,6 +194,8 @@ BAD_INPUT = [
     (["beta", "--a", "2", "--b", "6", "--density-bounds", "-1", "5"], "--density-bounds"),
     (["beta", "--a", "2", "--b", "6", "--density-bounds", "1e-3"], "--density-bounds"),
     (["normal", "--mean", "0", "--std", "1", "--density-bounds", "0", "1"], "--density-bounds"),
+    (["normal", "--mean", "0", "--std", "1", "--exact-gradient"], "--exact-gradient"),
+    (["beta", "--a", "2", "--b", "6", "--exact-gradient", "--density-bounds", "0", "1"], "--exact"),
     (["beta", "--a", "2", "--b", "6", "--out", "missing/beta.gif"], "--out"),
     (["beta", "--a", "2", "--b", "6", "--out", "beta.jpg"], "--out"),
     (["beta", "--a", "2", "--b", "6", "--out", "beta"], "--out"),
@@ -205,7 +221,8 @@ def test_help_lists_the_priors_and_options(capsys, tmp_path):
     assert status == 0
     for name in ["beta", "symbeta", "relaxed-bernoulli", "normal", "gbas"]:
         assert name in stdout
-    for name in ["--a", "--b", "--p", "--temperature", "--mean", "--std", "--density-bounds"]:
+    names = ["--a", "--b", "--p", "--temperature", "--mean", "--std", "--density-bounds"]
+    for name in [*names, "--exact-gradient"]:
         assert name in stdout
     options = ["--steps", "--points", "--lr", "--init-range", "--seed", "--logits"]
     options += ["--out", "--no-render", "--fps", "--every"]

@@ -117,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         metavar=("LOW", "HIGH"),
         help=(
-            "beta, symbeta: clamp the density used as the gradient of the CDF to [LOW, HIGH], "
-            "as the original release did with 1e-3 100 (default: the exact gradient)"
+            "beta, symbeta: clamp the density used as the gradient of the CDF to [LOW, HIGH] "
+            "(default 1e-3 100, as the original notebooks did, so that points stranded where "
+            "the density is almost zero still move)"
         ),
+    )
+    parameters.add_argument(
+        "--exact-gradient",
+        action="store_true",
+        help="beta, symbeta: use the exact density as the gradient (no clamp)",
     )
 
     training = demo.add_argument_group("training")
@@ -191,12 +197,17 @@ def _check(args: argparse.Namespace) -> None:
         require("temperature", args.temperature > 0, "> 0")
     elif prior == "normal":
         require("std", args.std > 0, "> 0")
-    if args.density_bounds is not None:
-        if prior not in ("beta", "symbeta"):
+    for option, given in (
+        ("--density-bounds", args.density_bounds is not None),
+        ("--exact-gradient", args.exact_gradient),
+    ):
+        if given and prior not in ("beta", "symbeta"):
             raise _UsageError(
-                f"argument --density-bounds: applies to the beta and symbeta priors only, "
-                f"not {prior}"
+                f"argument {option}: applies to the beta and symbeta priors only, not {prior}"
             )
+    if args.density_bounds is not None and args.exact_gradient:
+        raise _UsageError("argument --exact-gradient: not allowed with --density-bounds")
+    if args.density_bounds is not None:
         low, high = args.density_bounds
         if not 0 <= low <= high:
             raise _UsageError(
@@ -235,12 +246,19 @@ def _make_prior(args: argparse.Namespace) -> tuple[Distribution, str]:
     import torch
     from torch.distributions import Normal
 
-    from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
+    from batchshaping.distributions import (
+        ORIGINAL_DENSITY_BOUNDS,
+        Beta,
+        RelaxedBernoulli,
+        SymmetricBeta,
+    )
 
     def tensor(value: float) -> torch.Tensor:
         return torch.tensor(value, dtype=torch.float32)
 
     bounds = args.density_bounds
+    if bounds is None and not args.exact_gradient:
+        bounds = ORIGINAL_DENSITY_BOUNDS
     surrogate = "" if bounds is None else f", density in [{bounds[0]:g}, {bounds[1]:g}]"
     if args.prior == "beta":
         prior = Beta(tensor(args.a), tensor(args.b), density_bounds=bounds)

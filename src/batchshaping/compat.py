@@ -13,7 +13,12 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal
 
-from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
+from batchshaping.distributions import (
+    ORIGINAL_DENSITY_BOUNDS,
+    Beta,
+    RelaxedBernoulli,
+    SymmetricBeta,
+)
 from batchshaping.loss import batch_shaping_loss
 
 __all__ = ["Prior", "gbas_loss"]
@@ -29,7 +34,6 @@ class Prior(Enum):
 
 
 # The original's clamp on the Beta density it used as the gradient with respect to x.
-_ORIGINAL_DENSITY_BOUNDS = (1e-3, 100.0)
 
 _PARAMETER_NAMES = {
     Prior.SYMBETA: ("a", None),
@@ -164,9 +168,9 @@ def _parameter(
 
 def _build_prior(prior: Prior, first: Tensor, second: Tensor | None) -> Distribution:
     if prior is Prior.SYMBETA:
-        return SymmetricBeta(first, validate_args=True, density_bounds=_ORIGINAL_DENSITY_BOUNDS)
+        return SymmetricBeta(first, validate_args=True, density_bounds=ORIGINAL_DENSITY_BOUNDS)
     if prior is Prior.BETA:
-        return Beta(first, second, validate_args=True, density_bounds=_ORIGINAL_DENSITY_BOUNDS)
+        return Beta(first, second, validate_args=True, density_bounds=ORIGINAL_DENSITY_BOUNDS)
     if prior is Prior.RELAXED_BERNOULLI:
         return RelaxedBernoulli(second, probs=first, validate_args=True)
     return Normal(first, second, validate_args=True)

@@ -33,7 +33,7 @@ from torch.distributions.utils import broadcast_all
 
 from batchshaping.special import betainc
 
-__all__ = ["Beta", "RelaxedBernoulli", "SymmetricBeta"]
+__all__ = ["ORIGINAL_DENSITY_BOUNDS", "Beta", "RelaxedBernoulli", "SymmetricBeta"]
 
 # Beyond this |logit| the tail probability of a Beta prior is taken from the leading term of its
 # series, s^p (1 - s)^q / (p B(p, q)) with s = sigmoid(-|logit|): the next term is smaller by a
@@ -109,6 +109,10 @@ def _as_value(value: Tensor | Number, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+#: The original release's clamp of the Beta density used as the gradient in x (``density_bounds``).
+ORIGINAL_DENSITY_BOUNDS = (1e-3, 100.0)
 
 
 class Beta(_TorchBeta):
