@@ -352,6 +352,18 @@ def test_per_group_parameters_broadcast_without_copies(kernel):
     np.testing.assert_allclose(betainc(a_mid, 2.0, x_mid).numpy(), expected, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize(("a", "b"), [(2.0, 6.0), (2.3, 6.3), (0.5, 40.0), (3e3, 1e4), (1e4, 2.0)])
+def test_repeated_parameters_match_single_evaluations(a, b):
+    """A run of equal (a, b) reads tabulated coefficients (and, past the table, computes them)."""
+    x = torch.linspace(0.0, 1.0, 41, dtype=torch.float64)[1:-1]
+    x = torch.cat([x, torch.tensor([a / (a + b)], dtype=torch.float64)])
+    run = _value_and_grads(np.full(x.numel(), a), np.full(x.numel(), b), x.numpy())
+    singles = [_value_and_grads([a], [b], [v]) for v in x.tolist()]
+    for k, found in enumerate(run):
+        expected = torch.cat([single[k] for single in singles])
+        torch.testing.assert_close(found, expected, rtol=1e-13, atol=1e-300)
+
+
 def test_empty_input():
     assert betainc(torch.ones(0), 2.0, torch.ones(0)).shape == (0,)
 

@@ -34,6 +34,8 @@ _TOL32 = 1e-10
 # Past this the prefactor underflows: the function is 0 (or 1) to working precision.
 _LOG_UNDERFLOW = -745.0
 _MAX_TERMS = 100_000
+# Terms whose coefficients are tabulated once per (a, b) when the parameters repeat.
+_TABLE_TERMS = 64
 # The continued fraction's convergents are rescaled when B_n leaves this range.
 _RESCALE_LOW, _RESCALE_HIGH = 1e-100, 1e100
 
@@ -141,10 +143,13 @@ def _log_power_terms(a, b, x, y, log_x, log_y, log_beta):
 
 
 @_jit
-def _series(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol):
+def _series(
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, inverse_a, inverse_n
+):
     """I_x(a, b) and its a, b derivatives by the power series of B_x(a, b).
 
     B_x(a, b) = x^a sum_n t_n / (a + n),  t_0 = 1,  t_n = t_{n-1} (n - b) x / n.
+    ``inverse_a[n] = 1 / (a + n)`` and ``inverse_n[n] = 1 / n`` where the tables reach.
     """
     log_prefactor = log_power - b * log_y  # log(x^a / B(a, b))
     if log_prefactor < _LOG_UNDERFLOW:
@@ -154,12 +159,17 @@ def _series(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, t
     total = 1.0 / a
     total_a = -total * total
     total_b = 0.0
+    table_length = inverse_a.shape[0]
     for n in range(1, _MAX_TERMS):
-        step = x / n
+        if n < table_length:
+            step = x * inverse_n[n]
+            inv = inverse_a[n]
+        else:
+            step = x / n
+            inv = 1.0 / (a + n)
         factor = (n - b) * step
         term_coef_b = term_coef_b * factor - term_coef * step
         term_coef = term_coef * factor
-        inv = 1.0 / (a + n)
         term = term_coef * inv
         total += term
         if want_grad:
@@ -185,14 +195,35 @@ def _series(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, t
 
 
 @_jit
-def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol):
+def _fraction_coefficients(a, b, m):
+    """The factors of x in d_{2m+1} and d_{2m+2}, and their a and b derivatives."""
+    p = a + m
+    q = a + b + m
+    inv_r0 = 1.0 / (a + 2 * m)
+    inv_r1 = 1.0 / (a + 2 * m + 1)
+    inv_r2 = 1.0 / (a + 2 * m + 2)
+    inv_q = 1.0 / q
+    odd = -p * q * inv_r0 * inv_r1
+    odd_a = odd * (1.0 / p + inv_q - inv_r0 - inv_r1)
+    odd_b = odd * inv_q
+    even_b = (m + 1) * inv_r1 * inv_r2
+    even = (b - (m + 1)) * even_b
+    even_a = -even * (inv_r1 + inv_r2)
+    return odd, odd_a, odd_b, even, even_a, even_b
+
+
+@_jit
+def _continued_fraction(
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, coefficients
+):
     """I_x(a, b) = P / K, P = x^a (1-x)^b / (a B(a, b)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
 
     d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)),
     d_{2m+2} = (m + 1)(b - m - 1) x / ((a + 2m + 1)(a + 2m + 2)).
     The convergents A_n / B_n follow A_n = A_{n-1} + d_n A_{n-2} (B_n likewise), their
     derivatives the differentiated recurrence; a pair of terms per pass, rescaled by 1 / B_n when
-    the magnitudes drift.
+    the magnitudes drift. ``coefficients[:, m]`` holds ``_fraction_coefficients(a, b, m)`` where
+    the table reaches.
     """
     log_prefactor = log_power - math.log(a)
     if log_prefactor < _LOG_UNDERFLOW:
@@ -202,41 +233,36 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
     den_prev, den = 0.0, 1.0
     num_prev_a = num_a = den_prev_a = den_a = 0.0
     num_prev_b = num_b = den_prev_b = den_b = 0.0
-    value = 1.0
-    log_k_a = 0.0  # d log K / d a
-    log_k_b = 0.0
-    ab = a + b
-    inv_r0 = 1.0 / a  # 1 / (a + 2m)
-    d_a = d_b = 0.0
+    num_last, den_last = 1.0, 1.0  # the previous pair's convergent, K = num_last / den_last
+    log_k_a = log_k_b = math.inf  # d log K / d a and d b, once the value has converged
+    table_length = coefficients.shape[1]
     for m in range(_MAX_TERMS):
-        # Odd term, n = 2m + 1.
-        p = a + m
-        q = ab + m
-        inv_r1 = 1.0 / (a + 2 * m + 1)
-        d = -p * q * x * inv_r0 * inv_r1
+        if m < table_length:
+            odd, odd_a, odd_b = coefficients[0, m], coefficients[1, m], coefficients[2, m]
+            even, even_a, even_b = coefficients[3, m], coefficients[4, m], coefficients[5, m]
+        else:
+            odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(a, b, m)
+        # Odd term, n = 2m + 1, then even term, n = 2m + 2.
+        d = odd * x
         if want_grad:
-            inv_q = 1.0 / q
-            d_a = d * (1.0 / p + inv_q - inv_r0 - inv_r1)
-            d_b = d * inv_q
+            d_a = odd_a * x
+            d_b = odd_b * x
             num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
             den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
             num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
             den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
-        # Even term, n = 2m + 2.
-        inv_r2 = 1.0 / (a + 2 * m + 2)
-        d_b = (m + 1) * x * inv_r1 * inv_r2
-        d = (b - (m + 1)) * d_b
+        d = even * x
         if want_grad:
-            d_a = -d * (inv_r1 + inv_r2)
+            d_a = even_a * x
+            d_b = even_b * x
             num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
             den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
             num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
             den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
-        inv_r0 = inv_r2
         # Rescale only when the convergents drift far from 1: the division stays off the
         # recurrence's critical path in the usual case.
         if not (_RESCALE_LOW < abs(den) < _RESCALE_HIGH):
@@ -253,40 +279,75 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, 
             num_b *= scale
             den_prev_b *= scale
             den_b *= scale
-        inv_den = 1.0 / den
-        new_value = num * inv_den  # K = A_n / B_n
-        converged = abs(new_value - value) <= tol * abs(new_value)
-        value = new_value
-        if want_grad:
-            # d log K = d A_n / A_n - d B_n / B_n
+        # |K_n - K_{n-2}| <= tol |K_n|, cross-multiplied: no division.
+        cross = num * den_last
+        converged = abs(cross - num_last * den) <= tol * abs(cross)
+        num_last, den_last = num, den
+        if converged and want_grad:
+            # d log K = d A_n / A_n - d B_n / B_n, tested once the value has converged.
             inv_num = 1.0 / num
+            inv_den = 1.0 / den
             new_k_a = num_a * inv_num - den_a * inv_den
             new_k_b = num_b * inv_num - den_b * inv_den
-            converged = (
-                converged
-                and abs(new_k_a - log_k_a) <= tol * (abs(new_k_a) + 1.0)
-                and abs(new_k_b - log_k_b) <= tol * (abs(new_k_b) + 1.0)
-            )
+            converged = abs(new_k_a - log_k_a) <= tol * (abs(new_k_a) + 1.0) and abs(
+                new_k_b - log_k_b
+            ) <= tol * (abs(new_k_b) + 1.0)
             log_k_a = new_k_a
             log_k_b = new_k_b
         if converged:
             break
-    result = math.exp(log_prefactor) / value
+    result = math.exp(log_prefactor) * den / num
     if not want_grad:
         return result, 0.0, 0.0
+    log_k_a = num_a / num - den_a / den
+    log_k_b = num_b / num - den_b / den
     grad_a = result * (log_x - 1.0 / a - psi_a + psi_ab - log_k_a)
     grad_b = result * (log_y - psi_b + psi_ab - log_k_b)
     return result, grad_a, grad_b
 
 
 @_jit
-def _lower_tail(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol):
-    """I_x(a, b) for x below the mode region, by series or continued fraction."""
+def _lower_tail(
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, inverse_n
+):
+    """I_x(a, b) for x below the mode region, by series or continued fraction.
+
+    ``tables`` is ``_fill_tables(a, b, ...)`` for these (a, b), or empty.
+    """
     if b * x <= 1.0 and x <= 0.95:
-        return _series(a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol)
+        return _series(
+            a,
+            b,
+            x,
+            log_x,
+            log_y,
+            log_power,
+            psi_a,
+            psi_b,
+            psi_ab,
+            want_grad,
+            tol,
+            tables[6],
+            inverse_n,
+        )
     return _continued_fraction(
-        a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol
+        a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables[:6]
     )
+
+
+@_jit
+def _fill_tables(a, b, tables):
+    """Rows 0-5: ``_fraction_coefficients(a, b, m)`` by column m; row 6: 1 / (a + n)."""
+    for m in range(tables.shape[1]):
+        (
+            tables[0, m],
+            tables[1, m],
+            tables[2, m],
+            tables[3, m],
+            tables[4, m],
+            tables[5, m],
+        ) = _fraction_coefficients(a, b, m)
+        tables[6, m] = 1.0 / (a + m)
 
 
 @_jit
@@ -301,11 +362,14 @@ def parameter_terms(a, b, want_grad):
 
 
 @_jit
-def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge):
+def betainc_scalar(
+    a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables_ab, tables_ba, inverse_n
+):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
     ``terms`` is ``parameter_terms(a, b, want_grad)``, which the caller computes once for each
-    distinct (a, b).
+    distinct (a, b); ``tables_ab`` and ``tables_ba`` are ``_fill_tables`` of (a, b) and (b, a),
+    or empty, and ``inverse_n[n] = 1 / n`` as far as they reach.
 
     ``tiny`` and ``huge`` are the smallest normal and largest finite number of the output dtype:
     where the density is infinite (x = 0 with a < 1, x = 1 with b < 1) dI/dx is the density at the
@@ -336,11 +400,35 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge):
     density = min(math.exp(log_power - log_x - log_y), huge) if want_density else 0.0
     if x * (a + b + 2.0) <= a + 1.0:
         value, grad_a, grad_b = _lower_tail(
-            a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol
+            a,
+            b,
+            x,
+            log_x,
+            log_y,
+            log_power,
+            psi_a,
+            psi_b,
+            psi_ab,
+            want_grad,
+            tol,
+            tables_ab,
+            inverse_n,
         )
         return value, grad_a, grad_b, density
     value, grad_b, grad_a = _lower_tail(
-        b, a, y, log_y, log_x, log_power, psi_b, psi_a, psi_ab, want_grad, tol
+        b,
+        a,
+        y,
+        log_y,
+        log_x,
+        log_power,
+        psi_b,
+        psi_a,
+        psi_ab,
+        want_grad,
+        tol,
+        tables_ba,
+        inverse_n,
     )
     return 1.0 - value, -grad_a, -grad_b, density
 
@@ -368,25 +456,56 @@ def _betainc_kernel(
     Input ``k`` of the three is read at ``(i // layout[k, 0]) % layout[k, 1]``: that covers full,
     scalar and block-broadcast inputs (per-group parameters) without materialising them.
     """
-    # Parameters usually repeat (one prior for a batch, or per group): their terms are reused.
+    # Parameters usually repeat (one prior for a batch, or per group): their terms are reused,
+    # and from the second element of a run on, the loops read their coefficients from tables.
     last_a = last_b = _NAN
     terms = (_NAN, _NAN, _NAN, _NAN)
+    tables = np.empty((2, 7, _TABLE_TERMS))
+    no_tables = np.empty((7, 0))
+    inverse_n = np.empty(_TABLE_TERMS)
+    for n in range(1, _TABLE_TERMS):
+        inverse_n[n] = 1.0 / n
+    tables_ready = False
+    # Read positions advance by counting, not by dividing at every element.
+    position = np.empty(3, dtype=np.int64)
+    within = np.empty(3, dtype=np.int64)
+    for k in range(3):
+        position[k] = (start // layout[k, 0]) % layout[k, 1]
+        within[k] = start % layout[k, 0]
     for i in range(start, stop):
-        a_i = np.float64(a[(i // layout[0, 0]) % layout[0, 1]])
-        b_i = np.float64(b[(i // layout[1, 0]) % layout[1, 1]])
+        a_i = np.float64(a[position[0]])
+        b_i = np.float64(b[position[1]])
+        x_i = np.float64(x[position[2]])
+        for k in range(3):
+            within[k] += 1
+            if within[k] == layout[k, 0]:
+                within[k] = 0
+                position[k] += 1
+                if position[k] == layout[k, 1]:
+                    position[k] = 0
         if a_i != last_a or b_i != last_b:
             terms = parameter_terms(a_i, b_i, want_grad_ab)
             last_a, last_b = a_i, b_i
+            tables_ready = False
+        elif not tables_ready and a_i > 0.0 and b_i > 0.0:
+            _fill_tables(a_i, b_i, tables[0])
+            _fill_tables(b_i, a_i, tables[1])
+            tables_ready = True
+        tables_ab = tables[0] if tables_ready else no_tables
+        tables_ba = tables[1] if tables_ready else no_tables
         value, da, db, dx = betainc_scalar(
             a_i,
             b_i,
-            np.float64(x[(i // layout[2, 0]) % layout[2, 1]]),
+            x_i,
             terms,
             want_grad_ab,
             want_grad_x,
             tol,
             tiny,
             huge,
+            tables_ab,
+            tables_ba,
+            inverse_n,
         )
         out[i] = value
         if want_grad_ab:
