@@ -232,15 +232,27 @@ def _empirical_cdf_oracle(values: np.ndarray, mask: np.ndarray | None, ties: boo
     return out
 
 
+@pytest.fixture
+def two_threads():
+    """At least 2 torch threads, so that the ranking shares its work out even on one core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_empirical_cdf_matches_an_argsort_oracle(dtype, ties, masked):
-    # 8 rows of 10,000: enough values for the rows to be shared out over threads.
+@pytest.mark.parametrize("shape", [(8, 10_000), (1, 100_000)])
+def test_empirical_cdf_matches_an_argsort_oracle(dtype, ties, masked, shape, two_threads):
+    # Enough values to share the work out over threads: 8 rows of 10,000 by rows, and one row
+    # of 100,000 in two halves sorted apart and merged (float32).
     generator = torch.Generator().manual_seed(3)
-    values = torch.randn(8, 10_000, generator=generator).mul(20).round().to(dtype)
+    values = torch.randn(*shape, generator=generator).mul(20).round().to(dtype)
     values[0, :6] = torch.tensor([-0.0, 0.0, math.inf, -math.inf, 1e-45, -1e-45]).to(dtype)
-    mask = torch.rand(8, 10_000, generator=generator) < 0.7 if masked else None
+    values[0, -3:] = torch.tensor([-0.0, math.inf, 0.0]).to(dtype)
+    mask = torch.rand(*shape, generator=generator) < 0.7 if masked else None
     found = empirical_cdf(values, mask, ties).double().numpy()
     expected = _empirical_cdf_oracle(values.numpy(), None if mask is None else mask.numpy(), ties)
     if ties or dtype == torch.float32:

@@ -87,10 +87,15 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
     result = torch.empty_like(rows)
     array, out = rows.numpy(), result.numpy()
 
+    if array.dtype == np.float32 and rows.shape[0] == 1 and _threads(1, num_samples) > 1:
+        _rank_one_row_in_halves(kernels, array, kept, masked, ties, out)
+        return result.reshape(values.shape)
+
     def rank_rows(start: int, stop: int) -> None:
         if array.dtype == np.float32:
             keys = np.empty((stop - start, num_samples), dtype=np.int64)
-            kernels.float32_keys(array[start:stop].view(np.int32), kept[start:stop], masked, keys)
+            bits = array[start:stop].view(np.int32)
+            kernels.float32_keys(bits, kept[start:stop], masked, 0, keys)
             keys.sort(axis=-1)
             kernels.ranks_from_keys(keys, kept[start:stop], masked, ties, out[start:stop])
         else:
@@ -103,17 +108,46 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
     return result.reshape(values.shape)
 
 
+def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
+    """One long float32 row (1, n): each half keyed and sorted on its own thread, then merged."""
+    size = array.shape[1]
+    split = size // 2
+    keys = np.empty((1, size), dtype=np.int64)
+    bits = array.view(np.int32)
+
+    def sort_half(start: int, stop: int) -> None:
+        block_kept = kept[:, start:stop] if masked else kept
+        kernels.float32_keys(bits[:, start:stop], block_kept, masked, start, keys[:, start:stop])
+        keys[0, start:stop].sort()
+
+    pool = _get_pool(2)
+    for future in [pool.submit(sort_half, 0, split), pool.submit(sort_half, split, size)]:
+        future.result()
+    row_kept = kept[0] if masked else np.empty(0, dtype=np.bool_)
+    kernels.ranks_from_two_runs(keys[0], split, row_kept, masked, ties, out[0])
+
+
+def _threads(num_rows: int, row_size: int) -> int:
+    """How many threads share ``num_rows`` rows of ``row_size`` values (at most torch's)."""
+    return max(1, min(torch.get_num_threads(), num_rows * row_size // _MIN_PER_THREAD))
+
+
+def _get_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranking")
+    return _pool
+
+
 def _in_threads(work, num_rows: int, row_size: int) -> None:
     """Run ``work(start, stop)`` over row ranges covering ``range(num_rows)``, in parallel."""
-    global _pool
-    threads = min(torch.get_num_threads(), num_rows, num_rows * row_size // _MIN_PER_THREAD)
+    threads = min(_threads(num_rows, row_size), num_rows)
     if threads <= 1:
         work(0, num_rows)
         return
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranking")
+    pool = _get_pool(threads)
     bounds = np.linspace(0, num_rows, threads + 1).astype(np.int64).tolist()
-    futures = [_pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    futures = [pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
     for future in futures:
         future.result()
 
