@@ -144,12 +144,12 @@ def _log_power_terms(a, b, x, y, log_x, log_y, log_beta):
 
 @_jit
 def _series(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, inverse_a, inverse_n
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
 ):
     """I_x(a, b) and its a, b derivatives by the power series of B_x(a, b).
 
     B_x(a, b) = x^a sum_n t_n / (a + n),  t_0 = 1,  t_n = t_{n-1} (n - b) x / n.
-    ``inverse_a[n] = 1 / (a + n)`` and ``inverse_n[n] = 1 / n`` where the tables reach.
+    ``tables[side, 6, n] = 1 / (a + n)`` and ``tables[0, 7, n] = 1 / n`` for n < ``length``.
     """
     log_prefactor = log_power - b * log_y  # log(x^a / B(a, b))
     if log_prefactor < _LOG_UNDERFLOW:
@@ -159,11 +159,10 @@ def _series(
     total = 1.0 / a
     total_a = -total * total
     total_b = 0.0
-    table_length = inverse_a.shape[0]
     for n in range(1, _MAX_TERMS):
-        if n < table_length:
-            step = x * inverse_n[n]
-            inv = inverse_a[n]
+        if n < length:
+            step = x * tables[0, 7, n]
+            inv = tables[side, 6, n]
         else:
             step = x / n
             inv = 1.0 / (a + n)
@@ -214,7 +213,7 @@ def _fraction_coefficients(a, b, m):
 
 @_jit
 def _continued_fraction(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, coefficients
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
 ):
     """I_x(a, b) = P / K, P = x^a (1-x)^b / (a B(a, b)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
 
@@ -222,8 +221,8 @@ def _continued_fraction(
     d_{2m+2} = (m + 1)(b - m - 1) x / ((a + 2m + 1)(a + 2m + 2)).
     The convergents A_n / B_n follow A_n = A_{n-1} + d_n A_{n-2} (B_n likewise), their
     derivatives the differentiated recurrence; a pair of terms per pass, rescaled by 1 / B_n when
-    the magnitudes drift. ``coefficients[:, m]`` holds ``_fraction_coefficients(a, b, m)`` where
-    the table reaches.
+    the magnitudes drift. ``tables[side, :6, m]`` holds ``_fraction_coefficients(a, b, m)`` for
+    m < ``length``.
     """
     log_prefactor = log_power - math.log(a)
     if log_prefactor < _LOG_UNDERFLOW:
@@ -235,11 +234,10 @@ def _continued_fraction(
     num_prev_b = num_b = den_prev_b = den_b = 0.0
     num_last, den_last = 1.0, 1.0  # the previous pair's convergent, K = num_last / den_last
     log_k_a = log_k_b = math.inf  # d log K / d a and d b, once the value has converged
-    table_length = coefficients.shape[1]
     for m in range(_MAX_TERMS):
-        if m < table_length:
-            odd, odd_a, odd_b = coefficients[0, m], coefficients[1, m], coefficients[2, m]
-            even, even_a, even_b = coefficients[3, m], coefficients[4, m], coefficients[5, m]
+        if m < length:
+            odd, odd_a, odd_b = tables[side, 0, m], tables[side, 1, m], tables[side, 2, m]
+            even, even_a, even_b = tables[side, 3, m], tables[side, 4, m], tables[side, 5, m]
         else:
             odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(a, b, m)
         # Odd term, n = 2m + 1, then even term, n = 2m + 2.
@@ -308,11 +306,11 @@ def _continued_fraction(
 
 @_jit
 def _lower_tail(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, inverse_n
+    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
 ):
     """I_x(a, b) for x below the mode region, by series or continued fraction.
 
-    ``tables`` is ``_fill_tables(a, b, ...)`` for these (a, b), or empty.
+    ``tables[side]`` is ``_fill_tables(a, b, ...)`` for these (a, b) up to ``length`` (0: none).
     """
     if b * x <= 1.0 and x <= 0.95:
         return _series(
@@ -327,17 +325,31 @@ def _lower_tail(
             psi_ab,
             want_grad,
             tol,
-            tables[6],
-            inverse_n,
+            tables,
+            side,
+            length,
         )
     return _continued_fraction(
-        a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables[:6]
+        a,
+        b,
+        x,
+        log_x,
+        log_y,
+        log_power,
+        psi_a,
+        psi_b,
+        psi_ab,
+        want_grad,
+        tol,
+        tables,
+        side,
+        length,
     )
 
 
 @_jit
 def _fill_tables(a, b, tables):
-    """Rows 0-5: ``_fraction_coefficients(a, b, m)`` by column m; row 6: 1 / (a + n)."""
+    """Rows 0-5: ``_fraction_coefficients(a, b, m)`` by column m; rows 6, 7: 1 / (a + m), 1 / m."""
     for m in range(tables.shape[1]):
         (
             tables[0, m],
@@ -348,6 +360,7 @@ def _fill_tables(a, b, tables):
             tables[5, m],
         ) = _fraction_coefficients(a, b, m)
         tables[6, m] = 1.0 / (a + m)
+        tables[7, m] = 1.0 / m if m else 0.0
 
 
 @_jit
@@ -362,14 +375,12 @@ def parameter_terms(a, b, want_grad):
 
 
 @_jit
-def betainc_scalar(
-    a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables_ab, tables_ba, inverse_n
-):
+def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables, length):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
     ``terms`` is ``parameter_terms(a, b, want_grad)``, which the caller computes once for each
-    distinct (a, b); ``tables_ab`` and ``tables_ba`` are ``_fill_tables`` of (a, b) and (b, a),
-    or empty, and ``inverse_n[n] = 1 / n`` as far as they reach.
+    distinct (a, b); ``tables[0]`` and ``tables[1]`` are ``_fill_tables`` of (a, b) and (b, a)
+    up to ``length`` (0 where they are not filled).
 
     ``tiny`` and ``huge`` are the smallest normal and largest finite number of the output dtype:
     where the density is infinite (x = 0 with a < 1, x = 1 with b < 1) dI/dx is the density at the
@@ -411,8 +422,9 @@ def betainc_scalar(
             psi_ab,
             want_grad,
             tol,
-            tables_ab,
-            inverse_n,
+            tables,
+            0,
+            length,
         )
         return value, grad_a, grad_b, density
     value, grad_b, grad_a = _lower_tail(
@@ -427,8 +439,9 @@ def betainc_scalar(
         psi_ab,
         want_grad,
         tol,
-        tables_ba,
-        inverse_n,
+        tables,
+        1,
+        length,
     )
     return 1.0 - value, -grad_a, -grad_b, density
 
@@ -460,11 +473,7 @@ def _betainc_kernel(
     # and from the second element of a run on, the loops read their coefficients from tables.
     last_a = last_b = _NAN
     terms = (_NAN, _NAN, _NAN, _NAN)
-    tables = np.empty((2, 7, _TABLE_TERMS))
-    no_tables = np.empty((7, 0))
-    inverse_n = np.empty(_TABLE_TERMS)
-    for n in range(1, _TABLE_TERMS):
-        inverse_n[n] = 1.0 / n
+    tables = np.empty((2, 8, _TABLE_TERMS))
     tables_ready = False
     # Read positions advance by counting, not by dividing at every element.
     position = np.empty(3, dtype=np.int64)
@@ -491,8 +500,7 @@ def _betainc_kernel(
             _fill_tables(a_i, b_i, tables[0])
             _fill_tables(b_i, a_i, tables[1])
             tables_ready = True
-        tables_ab = tables[0] if tables_ready else no_tables
-        tables_ba = tables[1] if tables_ready else no_tables
+        length = _TABLE_TERMS if tables_ready else 0
         value, da, db, dx = betainc_scalar(
             a_i,
             b_i,
@@ -503,9 +511,8 @@ def _betainc_kernel(
             tol,
             tiny,
             huge,
-            tables_ab,
-            tables_ba,
-            inverse_n,
+            tables,
+            length,
         )
         out[i] = value
         if want_grad_ab:
