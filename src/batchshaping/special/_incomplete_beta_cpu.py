@@ -234,33 +234,27 @@ def _continued_fraction(
     num_prev_b = num_b = den_prev_b = den_b = 0.0
     num_last, den_last = 1.0, 1.0  # the previous pair's convergent, K = num_last / den_last
     log_k_a = log_k_b = math.inf  # d log K / d a and d b, once the value has converged
-    for m in range(_MAX_TERMS):
-        if m < length:
-            odd, odd_a, odd_b = tables[side, 0, m], tables[side, 1, m], tables[side, 2, m]
-            even, even_a, even_b = tables[side, 3, m], tables[side, 4, m], tables[side, 5, m]
+    odd = odd_a = odd_b = even = even_a = even_b = 0.0
+    for n in range(1, 2 * _MAX_TERMS + 1):
+        m = (n - 1) // 2
+        if n % 2 == 1:  # d_{2m+1}; its pair d_{2m+2} comes from the same coefficients
+            if m < length:
+                odd, odd_a, odd_b = tables[side, 0, m], tables[side, 1, m], tables[side, 2, m]
+                even, even_a, even_b = tables[side, 3, m], tables[side, 4, m], tables[side, 5, m]
+            else:
+                odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(a, b, m)
+            d, d_a, d_b = odd * x, odd_a * x, odd_b * x
         else:
-            odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(a, b, m)
-        # Odd term, n = 2m + 1, then even term, n = 2m + 2.
-        d = odd * x
+            d, d_a, d_b = even * x, even_a * x, even_b * x
         if want_grad:
-            d_a = odd_a * x
-            d_b = odd_b * x
             num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
             den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
             num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
             den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
-        d = even * x
-        if want_grad:
-            d_a = even_a * x
-            d_b = even_b * x
-            num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
-            den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
-            num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
-            den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
+        if n % 2 == 1:
+            continue
         # Rescale only when the convergents drift far from 1: the division stays off the
         # recurrence's critical path in the usual case.
         if not (_RESCALE_LOW < abs(den) < _RESCALE_HIGH):
