@@ -485,27 +485,32 @@ def _plot(rows: list[dict], description: dict) -> list[Path]:
     import matplotlib.pyplot as plt
 
     names = list(FIXED_PRIORS)
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.8), sharey=True)
+    figure, grid = plt.subplots(2, 3, figsize=(11, 6.6), sharex=True, sharey=True)
+    axes = grid.ravel()
     styles = {
         "ours (ms)": ("ours", "tab:blue", "o-"),
         "original (ms)": ("original's approach", "tab:red", "s-"),
         "torch.sort (ms)": ("torch.sort", "tab:gray", "^--"),
         "np.argsort (ms)": ("np.argsort", "tab:green", "v:"),
     }
-    for ax, name in zip(axes, names, strict=True):
+    for ax, name in zip(axes, names, strict=False):
         case = [row for row in rows if row["case"] == name]
         sizes = [row["n"] for row in case]
         for column, (label, color, style) in styles.items():
             ax.loglog(sizes, [row[column] / 1e3 for row in case], style, color=color, label=label)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("N (values in one group)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("forward + backward (s)")
-    axes[0].legend(fontsize=8)
+    for ax in grid[1]:
+        ax.set_xlabel("N (values in one group)")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("forward + backward (s)")
+    legend = axes[len(names)]
+    legend.axis("off")
+    legend.legend(*axes[0].get_legend_handles_labels(), loc="center", frameon=False)
     figure.suptitle(
         f"batch_shaping_loss, float32, CPU ({description['cpus']} cores, "
         f"{description['torch_threads']} torch threads), torch {description['torch']}, "
-        f"{description['date']}",
+        f"numpy {description['numpy']}, {description['date']}",
         fontsize=10,
     )
     figure.tight_layout()
