@@ -243,7 +243,18 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 def test_ctrl_c_while_rendering_leaves_nothing_at_out(tmp_path):
     pytest.importorskip("matplotlib")
     process = subprocess.Popen(
-        [*command(), "demo", *DEMOS["normal"], "--steps", "200", "--out", "fit.gif"],
+        # Enough frames that rendering is still running when the interrupt arrives.
+        [
+            *command(),
+            "demo",
+            *DEMOS["normal"],
+            "--steps",
+            "1500",
+            "--points",
+            "50",
+            "--out",
+            "fit.gif",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
