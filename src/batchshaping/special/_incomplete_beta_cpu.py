@@ -29,8 +29,8 @@ import torch
 # Stop when a term changes the sum by less than this fraction; above float64's unit roundoff so the
 # test can be met, and small enough to leave the result exact to the last bit or two.
 _TOL64 = 3e-16
-# float32 results need far less: stop once terms are below float32's resolution with margin.
-_TOL32 = 1e-10
+# float32 results need far less: stop once terms are below float32's resolution (6e-8).
+_TOL32 = 1e-8
 # Past this the prefactor underflows: the function is 0 (or 1) to working precision.
 _LOG_UNDERFLOW = -745.0
 _MAX_TERMS = 100_000
@@ -213,7 +213,7 @@ def _fraction_coefficients(a, b, m):
 
 @_jit
 def _continued_fraction(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
+    a, b, x, log_x, log_y, power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
 ):
     """I_x(a, b) = P / K, P = x^a (1-x)^b / (a B(a, b)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
 
@@ -224,8 +224,7 @@ def _continued_fraction(
     the magnitudes drift. ``tables[side, :6, m]`` holds ``_fraction_coefficients(a, b, m)`` for
     m < ``length``.
     """
-    log_prefactor = log_power - math.log(a)
-    if log_prefactor < _LOG_UNDERFLOW:
+    if power == 0.0:  # underflow: the function is 0 to working precision
         return 0.0, 0.0, 0.0
     # (A_{n-2}, A_{n-1}) and (B_{n-2}, B_{n-1}), with their a and b derivatives.
     num_prev, num = 1.0, 1.0
@@ -288,7 +287,7 @@ def _continued_fraction(
             log_k_b = new_k_b
         if converged:
             break
-    result = math.exp(log_prefactor) * den / num
+    result = power / a * den / num
     if not want_grad:
         return result, 0.0, 0.0
     log_k_a = num_a / num - den_a / den
@@ -300,7 +299,21 @@ def _continued_fraction(
 
 @_jit
 def _lower_tail(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
+    a,
+    b,
+    x,
+    log_x,
+    log_y,
+    log_power,
+    power,
+    psi_a,
+    psi_b,
+    psi_ab,
+    want_grad,
+    tol,
+    tables,
+    side,
+    length,
 ):
     """I_x(a, b) for x below the mode region, by series or continued fraction.
 
@@ -329,7 +342,7 @@ def _lower_tail(
         x,
         log_x,
         log_y,
-        log_power,
+        power,
         psi_a,
         psi_b,
         psi_ab,
@@ -402,7 +415,14 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
     log_y = math.log1p(-x)
     log_beta, psi_a, psi_b, psi_ab = terms
     log_power = _log_power_terms(a, b, x, y, log_x, log_y, log_beta)
-    density = min(math.exp(log_power - log_x - log_y), huge) if want_density else 0.0
+    # x^a y^b / B(a, b), shared by the density and the continued fraction's prefactor.
+    power = math.exp(log_power) if log_power > _LOG_UNDERFLOW else 0.0
+    density = 0.0
+    if want_density:
+        if power > 0.0:
+            density = min(power / (x * y), huge)
+        else:
+            density = min(math.exp(log_power - log_x - log_y), huge)
     if x * (a + b + 2.0) <= a + 1.0:
         value, grad_a, grad_b = _lower_tail(
             a,
@@ -411,6 +431,7 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
             log_x,
             log_y,
             log_power,
+            power,
             psi_a,
             psi_b,
             psi_ab,
@@ -428,6 +449,7 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
         log_y,
         log_x,
         log_power,
+        power,
         psi_b,
         psi_a,
         psi_ab,
