@@ -89,11 +89,31 @@ def _unit_interval_cdf(value: Tensor, cdf_inside) -> Tensor:
     ``cdf_inside`` only ever sees values in (0, 1): outside ones are replaced by 1/2 before it
     runs, so infinite densities at the end points cannot leak NaN into the gradients.
     """
+    if _all_inside_on_host(value):
+        return cdf_inside(value)
     inside = (value > 0) & (value < 1)
     inner = cdf_inside(torch.where(inside, value, 0.5))
     # 0 at and below 0, 1 at and above 1, NaN for NaN; detached, so no gradient outside.
     edge = value.detach().clamp(0, 1).to(inner.dtype)
     return torch.where(inside, inner, edge)
+
+
+def _all_inside_on_host(value: Tensor) -> bool:
+    """Whether a CPU tensor lies in (0, 1) throughout, found in one pass (NaN answers no).
+
+    The usual case, where the masking passes of :func:`_unit_interval_cdf` change nothing: on the
+    CPU, reading the answer costs nothing, so they are skipped. Never on other devices (a host
+    synchronisation), while ``torch.compile`` traces, or for ``torch.func`` wrappers.
+    """
+    if (
+        value.device.type != "cpu"
+        or value.numel() == 0
+        or torch.compiler.is_compiling()
+        or torch._C._functorch.is_functorch_wrapped_tensor(value)
+    ):
+        return False
+    low, high = torch.aminmax(value.detach())
+    return bool(low > 0) and bool(high < 1)
 
 
 def _describe(distribution: Distribution, names: tuple[str, ...]) -> str:
