@@ -30,6 +30,8 @@ __all__ = ["empirical_cdf", "host_ranking_applies"]
 _MAX_GROUP_SIZE = 2**32
 # Below this many values per thread, one thread does the work.
 _MIN_PER_THREAD = 32_768
+# Values whose median splits one long row in two.
+_PIVOT_SAMPLE = 4096
 
 _kernels = None
 _pool: ThreadPoolExecutor | None = None
@@ -95,7 +97,7 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
         if array.dtype == np.float32:
             keys = np.empty((stop - start, num_samples), dtype=np.int64)
             bits = array[start:stop].view(np.int32)
-            kernels.float32_keys(bits, kept[start:stop], masked, 0, keys)
+            kernels.float32_keys(bits, kept[start:stop], masked, keys)
             keys.sort(axis=-1)
             kernels.ranks_from_keys(keys, kept[start:stop], masked, ties, out[start:stop])
         else:
@@ -109,22 +111,25 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
 
 
 def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
-    """One long float32 row (1, n): each half keyed and sorted on its own thread, then merged."""
+    """One long float32 row (1, n): keys split about a sampled median, each part sorted on its
+    own thread; the parts in order are the sorted row."""
     size = array.shape[1]
-    split = size // 2
-    keys = np.empty((1, size), dtype=np.int64)
     bits = array.view(np.int32)
+    step = max(1, size // _PIVOT_SAMPLE)
+    sample = np.arange(0, size, step)
+    sample_keys = np.empty((1, len(sample)), dtype=np.int64)
+    sample_kept = kept[:, sample] if masked else kept
+    kernels.float32_keys(bits[:, sample], sample_kept, masked, sample_keys)
+    sample_keys = sample_keys[0] - np.arange(len(sample)) + sample  # indices in the row
+    pivot = np.partition(sample_keys, len(sample) // 2)[len(sample) // 2]
 
-    def sort_half(start: int, stop: int) -> None:
-        block_kept = kept[:, start:stop] if masked else kept
-        kernels.float32_keys(bits[:, start:stop], block_kept, masked, start, keys[:, start:stop])
-        keys[0, start:stop].sort()
-
+    keys = np.empty((1, size), dtype=np.int64)
+    split = kernels.float32_keys_split(bits, kept, masked, pivot, keys)
     pool = _get_pool(2)
-    for future in [pool.submit(sort_half, 0, split), pool.submit(sort_half, split, size)]:
-        future.result()
-    row_kept = kept[0] if masked else np.empty(0, dtype=np.bool_)
-    kernels.ranks_from_two_runs(keys[0], split, row_kept, masked, ties, out[0])
+    parts = [pool.submit(keys[0, :split].sort), pool.submit(keys[0, split:].sort)]
+    for part in parts:
+        part.result()
+    kernels.ranks_from_keys(keys, kept, masked, ties, out)
 
 
 def _threads(num_rows: int, row_size: int) -> int:

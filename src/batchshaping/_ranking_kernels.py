@@ -18,23 +18,48 @@ _PADDING = np.int64(0x7FFFFFFF)
 
 
 @_jit
-def float32_keys(bits, kept, masked, offset, keys):
-    """keys[r, i] = ordered(bits[r, i]) * 2^32 + offset + i, where ordered sorts like the floats.
+def _key(bits, padding, index):
+    """ordered(bits) * 2^32 + index, where ordered sorts like the float32 the bits hold.
 
-    ``bits`` are float32 values viewed as int32 (sign and magnitude); ``ordered`` is the signed
+    ``bits`` is a float32 viewed as int32 (sign and magnitude); ``ordered`` is the signed
     magnitude as a two's complement number, so -0.0 and +0.0 both give 0 and tie, as they compare.
-    Where ``masked`` and not ``kept[r, i]`` the key sorts after every float. ``offset`` is the
-    position of column 0 in its row, for a block of columns.
+    ``padding`` gives the largest key instead, after every float.
     """
+    word = np.int64(bits)
+    magnitude = word & _MAGNITUDE
+    ordered = -magnitude if word < 0 else magnitude
+    if padding:
+        ordered = _PADDING
+    return (ordered << 32) | index
+
+
+@_jit
+def float32_keys(bits, kept, masked, keys):
+    """keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)."""
     rows, columns = bits.shape
     for r in range(rows):
         for i in range(columns):
-            word = np.int64(bits[r, i])
-            magnitude = word & _MAGNITUDE
-            ordered = -magnitude if word < 0 else magnitude
-            if masked and not kept[r, i]:
-                ordered = _PADDING
-            keys[r, i] = (ordered << 32) | (offset + i)
+            keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)
+
+
+@_jit
+def float32_keys_split(bits, kept, masked, pivot, keys):
+    """The keys of one row (1, n), those below ``pivot`` first, the others from the end.
+
+    Returns how many are below: sorting the two parts apart then sorts the row.
+    """
+    columns = bits.shape[1]
+    below, above = 0, columns - 1
+    for i in range(columns):
+        key = _key(bits[0, i], masked and not kept[0, i], i)
+        # Without a branch, which random data would mispredict half the time: the key goes to
+        # both ends of the unwritten middle, and only its own end moves past it.
+        keys[0, below] = key
+        keys[0, above] = key
+        is_below = np.int64(key < pivot)
+        below += is_below
+        above -= 1 - is_below
+    return below
 
 
 @_jit
@@ -86,35 +111,3 @@ def ranks_from_order(order, values, kept, masked, ties, out):
                 out[r, index] = 0.0
             else:
                 out[r, index] = rank / denominator
-
-
-@_jit
-def ranks_from_two_runs(keys, split, kept, masked, ties, out):
-    """As :func:`ranks_from_keys` for one row whose keys are sorted in two runs, [:split] and
-    [split:], merged here from the top down (keys are distinct: they hold their index)."""
-    columns = keys.shape[0]
-    count = columns
-    if masked:
-        count = 0
-        for i in range(columns):
-            count += kept[i]
-    denominator = count + 1.0
-    first, second = split - 1, columns - 1
-    run_end = columns
-    previous = np.int64(0)
-    for j in range(columns - 1, -1, -1):
-        if second < split or (first >= 0 and keys[first] > keys[second]):
-            key = keys[first]
-            first -= 1
-        else:
-            key = keys[second]
-            second -= 1
-        if ties and j < columns - 1 and (key >> 32) != (previous >> 32):
-            run_end = j + 1
-        previous = key
-        rank = run_end if ties else j + 1
-        index = key & _LOW_HALF
-        if masked and not kept[index]:
-            out[index] = 0.0
-        else:
-            out[index] = rank / denominator
