@@ -115,12 +115,15 @@ def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
     own thread; the parts in order are the sorted row."""
     size = array.shape[1]
     bits = array.view(np.int32)
-    step = max(1, size // _PIVOT_SAMPLE)
-    sample = np.arange(0, size, step)
-    sample_keys = np.empty((1, len(sample)), dtype=np.int64)
-    sample_kept = kept[:, sample] if masked else kept
-    kernels.float32_keys(bits[:, sample], sample_kept, masked, sample_keys)
-    sample_keys = sample_keys[0] - np.arange(len(sample)) + sample  # indices in the row
+    # Any pivot sorts the row right; the median of a sample of keys balances the two parts. The
+    # sample's keys are formed in numpy, as the kernel forms them: a few thousand values are not
+    # worth another kernel compiled on first use.
+    sample = np.arange(0, size, max(1, size // _PIVOT_SAMPLE))
+    words = bits[0, sample].astype(np.int64)
+    ordered = np.where(words < 0, -(words & 0x7FFFFFFF), words)
+    if masked:
+        ordered[~kept[0, sample]] = 0x7FFFFFFF
+    sample_keys = (ordered << 32) | sample
     pivot = np.partition(sample_keys, len(sample) // 2)[len(sample) // 2]
 
     keys = np.empty((1, size), dtype=np.int64)
