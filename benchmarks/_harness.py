@@ -10,6 +10,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -79,3 +82,23 @@ def write_results(name: str, rows: Sequence[dict[str, Any]], **extra: Any) -> Pa
     payload = {"machine": machine(), "rows": list(rows), **extra}
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def fresh_process_times(code: str, attempts: int = 3) -> list[tuple[float, float]]:
+    """Run ``code`` in new Python processes, each with an empty numba cache.
+
+    ``code`` prints two numbers (say, seconds to import and seconds of the first call); returns
+    them for each attempt.
+    """
+    times = []
+    for _ in range(attempts):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            output = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True
+            )
+        if output.returncode:
+            raise RuntimeError(output.stderr)
+        first, second = map(float, output.stdout.split())
+        times.append((first, second))
+    return times

@@ -11,12 +11,8 @@ Run: ``python benchmarks/bench_betainc.py`` (or ``make bench``). Writes
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +20,7 @@ import scipy.special
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import format_table, median_time, write_results
+from _harness import format_table, fresh_process_times, median_time, write_results
 
 from batchshaping import betainc
 
@@ -166,28 +162,15 @@ _FIRST_CALL = textwrap.dedent(
 
 def _first_call() -> list[dict]:
     """A fresh process with an empty numba cache: import, then the first call (compiles)."""
-    rows = []
-    for attempt in range(3):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-            start = time.perf_counter()
-            output = subprocess.run(
-                [sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True
-            )
-            total = time.perf_counter() - start
-        if output.returncode:
-            raise RuntimeError(output.stderr)
-        imported, first = map(float, output.stdout.split())
-        rows.append(
-            {
-                "run": attempt + 1,
-                "import torch+batchshaping (s)": imported,
-                "first call, empty cache (s)": first,
-                "process (s)": total,
-                "target": "first call <= 10",
-            }
-        )
-    return rows
+    return [
+        {
+            "run": attempt + 1,
+            "import torch+batchshaping (s)": imported,
+            "first call, empty cache (s)": first,
+            "target": "first call <= 10",
+        }
+        for attempt, (imported, first) in enumerate(fresh_process_times(_FIRST_CALL))
+    ]
 
 
 def main() -> None:
