@@ -34,6 +34,26 @@ def median_time(fn: Callable[[], Any], *, repeats: int = 7, warmup: int = 2) -> 
     return statistics.median(times)
 
 
+def median_times(
+    functions: dict[str, Callable[[], Any]], *, repeats: int = 7, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall time in seconds of each function, their runs interleaved round by round.
+
+    A slow spell of the machine then falls on every function alike, which keeps their ratios
+    fair, where back-to-back ``median_time`` calls would lay it on whichever ran at the time.
+    """
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def machine() -> dict[str, Any]:
     """The machine and versions a result was measured on."""
     import numpy

@@ -29,7 +29,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -41,7 +40,14 @@ import torch
 from torch.distributions import Normal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, format_table, machine, median_time, write_results
+from _harness import (
+    RESULTS,
+    format_table,
+    fresh_process_times,
+    machine,
+    median_times,
+    write_results,
+)
 
 from batchshaping import (
     Beta,
@@ -183,10 +189,12 @@ def _synchronised(fn: Callable[[], object], device: torch.device) -> Callable[[]
     return run
 
 
-def _time_case(case, shape, ours, original, x, dim, repeats) -> dict:
+def _time_case(case, shape, ours, original, x, dim, repeats, extra=None) -> dict:
     """Times of ours, the original's approach, torch.sort and np.argsort along ``dim``.
 
-    On a CUDA device, np.argsort sorts the host copy of the tensor (copy not timed).
+    Their runs are interleaved. ``extra`` adds functions timed alongside, reported as
+    ``"<name> (ms)"``. On a CUDA device, np.argsort sorts the host copy of the tensor (copy not
+    timed).
     """
     count, warmup = repeats
     values = x.detach()
@@ -199,11 +207,13 @@ def _time_case(case, shape, ours, original, x, dim, repeats) -> dict:
         "np.argsort": lambda: np.argsort(host, axis=sort_dim),
         "ours": ours,
         "original": original,
+        **(extra or {}),
     }
-    times = {
-        name: median_time(_synchronised(fn, device), repeats=count, warmup=warmup)
-        for name, fn in functions.items()
-    }
+    times = median_times(
+        {name: _synchronised(fn, device) for name, fn in functions.items()},
+        repeats=count,
+        warmup=warmup,
+    )
     return {
         "case": case,
         "shape": shape,
@@ -214,6 +224,7 @@ def _time_case(case, shape, ours, original, x, dim, repeats) -> dict:
         "ours / torch.sort": times["ours"] / times["torch.sort"],
         "original / torch.sort": times["original"] / times["torch.sort"],
         "runs": count,
+        **{f"{name} (ms)": 1e3 * times[name] for name in extra or {}},
     }
 
 
@@ -224,6 +235,13 @@ def _fixed_priors() -> list[dict]:
         x = torch.rand(size, generator=generator).requires_grad_()
         for name, (make_prior, (family, first, second)) in FIXED_PRIORS.items():
             prior = make_prior()
+            extra = {}
+            if size == 1_000_000 and isinstance(prior, Beta):
+                # The floor under the Beta priors: the CDF and density from betainc alone.
+                a, b = prior.concentration1, prior.concentration0
+                extra["betainc alone"] = _forward_backward(
+                    lambda a=a, b=b, x=x: betainc(a, b, x).sum(), [x]
+                )
             row = _time_case(
                 name,
                 f"{size:.0e}",
@@ -234,15 +252,10 @@ def _fixed_priors() -> list[dict]:
                 x,
                 None,
                 REPEATS.get(size, DEFAULT_REPEATS),
+                extra,
             )
             row["n"] = size
             row["target"] = "<= 1.0x at 1e6" if size == 1_000_000 else ""
-            if size == 1_000_000 and isinstance(prior, Beta):
-                # The floor under the Beta priors: the CDF and density from betainc alone.
-                a, b = prior.concentration1, prior.concentration0
-                row["betainc alone (ms)"] = 1e3 * median_time(
-                    _forward_backward(lambda a=a, b=b, x=x: betainc(a, b, x).sum(), [x])
-                )
             rows.append(row)
             print(f"  {name} N={size:.0e}: {row['ours / torch.sort']:.2f}x torch.sort", flush=True)
     return rows
@@ -327,6 +340,11 @@ def _generalized() -> list[dict]:
             x, "beta", gbas.concentration1, gbas.concentration0, dim=0, learned=True
         )
 
+    # The floor under it: betainc's value, d/da, d/db and density at the same values (one pass,
+    # one prior per contiguous group, as the loss evaluates them), forward plus backward.
+    a = gbas.concentration1.detach()[:, None].requires_grad_()
+    b = gbas.concentration0.detach()[:, None].requires_grad_()
+    samples_last = x.detach().t().contiguous().requires_grad_()
     row = _time_case(
         "gBaS learned Beta",
         "4096 x 64, dim 0",
@@ -335,17 +353,13 @@ def _generalized() -> list[dict]:
         x,
         0,
         DEFAULT_REPEATS,
+        {
+            "betainc alone": _forward_backward(
+                lambda: betainc(a, b, samples_last).sum(), [a, b, samples_last]
+            )
+        },
     )
     row["target"] = "<= 3x"
-    # The floor under it: betainc's value, d/da, d/db and density at the same values (one pass,
-    # one prior per contiguous group, as the loss evaluates them), forward plus backward.
-    a = gbas.concentration1.detach()[:, None].requires_grad_()
-    b = gbas.concentration0.detach()[:, None].requires_grad_()
-    samples_last = x.detach().t().contiguous().requires_grad_()
-    kernel = median_time(
-        _forward_backward(lambda: betainc(a, b, samples_last).sum(), [a, b, samples_last])
-    )
-    row["betainc alone (ms)"] = 1e3 * kernel
     rows.append(row)
 
     # One fixed Beta prior per group, a mask dropping half the values.
@@ -461,25 +475,15 @@ _FIRST_CALL = textwrap.dedent(
 
 def _first_call(attempts: int = 3) -> list[dict]:
     """Import, then the first loss (Beta(2, 6), 1e5 values) in a fresh process, empty caches."""
-    rows = []
-    for attempt in range(attempts):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-            output = subprocess.run(
-                [sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True
-            )
-        if output.returncode:
-            raise RuntimeError(output.stderr)
-        imported, first = map(float, output.stdout.split())
-        rows.append(
-            {
-                "run": attempt + 1,
-                "import torch + batchshaping (s)": imported,
-                "first loss, empty numba cache (s)": first,
-                "target": "first loss <= 10",
-            }
-        )
-    return rows
+    return [
+        {
+            "run": attempt,
+            "import torch + batchshaping (s)": imported,
+            "first loss, empty numba cache (s)": first,
+            "target": "first loss <= 10",
+        }
+        for attempt, (imported, first) in enumerate(fresh_process_times(_FIRST_CALL, attempts), 1)
+    ]
 
 
 # --- the plot ------------------------------------------------------------------------------------
