@@ -25,10 +25,20 @@ from batchshaping.special.incomplete_beta import BroadcastError, betainc
 KERNELS = ["cpu", "portable"]
 
 
+@contextlib.contextmanager
+def _kernel(name):
+    saved = incomplete_beta._PORTABLE_ON_CPU
+    incomplete_beta._PORTABLE_ON_CPU = name == "portable"
+    try:
+        yield
+    finally:
+        incomplete_beta._PORTABLE_ON_CPU = saved
+
+
 @pytest.fixture(params=KERNELS)
-def kernel(request, monkeypatch):
-    monkeypatch.setattr(incomplete_beta, "_PORTABLE_ON_CPU", request.param == "portable")
-    return request.param
+def kernel(request):
+    with _kernel(request.param):
+        yield request.param
 
 
 def _log_uniform(rng, low, high, n):
@@ -229,16 +239,6 @@ parameters = st.floats(1e-3, 1e3)
 # Dyadic points, so that 1 - x is exact and the reflection is tested, not the rounding of 1 - x.
 interior = st.integers(1, 2**30 - 1).map(lambda k: k / 2**30)
 EXAMPLES = {"cpu": 150, "portable": 15}
-
-
-@contextlib.contextmanager
-def _kernel(name):
-    saved = incomplete_beta._PORTABLE_ON_CPU
-    incomplete_beta._PORTABLE_ON_CPU = name == "portable"
-    try:
-        yield
-    finally:
-        incomplete_beta._PORTABLE_ON_CPU = saved
 
 
 def _columns(rows):
