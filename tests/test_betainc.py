@@ -1,7 +1,9 @@
 """batchshaping.betainc against independent oracles: scipy (values), mpmath (derivatives).
 
-Every accuracy test runs both kernels on the CPU: the numba CPU kernel, and the portable torch
-kernel that serves CUDA and other devices (``portable`` fixture), so that CI checks both.
+Every accuracy test runs the three kernels on the CPU (``kernel`` fixture), so that CI checks
+each of them: the numba per-element kernel (``cpu``), the numba kernel that advances many
+elements with shared parameters together (``lanes``; here it takes every input, however short
+its runs of shared parameters), and the portable torch kernel that serves CUDA and other devices.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import batchshaping
-from batchshaping.special import incomplete_beta
+from batchshaping.special import _incomplete_beta_cpu, incomplete_beta
 from batchshaping.special.incomplete_beta import BroadcastError, betainc
 
-KERNELS = ["cpu", "portable"]
+KERNELS = ["cpu", "lanes", "portable"]
+# The shortest run of shared parameters that each kernel choice sends to the lanes kernel.
+_MIN_SHARED_RUN = {"cpu": math.inf, "lanes": 1, "portable": math.inf}
 
 
 @contextlib.contextmanager
 def _kernel(name):
-    saved = incomplete_beta._PORTABLE_ON_CPU
+    saved = incomplete_beta._PORTABLE_ON_CPU, _incomplete_beta_cpu.MIN_SHARED_RUN
     incomplete_beta._PORTABLE_ON_CPU = name == "portable"
+    _incomplete_beta_cpu.MIN_SHARED_RUN = _MIN_SHARED_RUN[name]
     try:
         yield
     finally:
-        incomplete_beta._PORTABLE_ON_CPU = saved
+        incomplete_beta._PORTABLE_ON_CPU, _incomplete_beta_cpu.MIN_SHARED_RUN = saved
 
 
 @pytest.fixture(params=KERNELS)
@@ -57,7 +62,7 @@ def _value_and_grads(a, b, x, dtype=torch.float64):
 
 def test_values_match_scipy_float64(kernel):
     rng = np.random.default_rng(0)
-    n = 200_000 if kernel == "cpu" else 20_000
+    n = 20_000 if kernel == "portable" else 200_000
     a, b = _log_uniform(rng, 1e-3, 1e3, n), _log_uniform(rng, 1e-3, 1e3, n)
     x = rng.uniform(0.0, 1.0, n)
     x[:4] = [0.0, 1.0, 1e-300, 1.0 - 2.0**-53]
@@ -238,7 +243,7 @@ def test_gradcheck_broadcast(kernel):
 parameters = st.floats(1e-3, 1e3)
 # Dyadic points, so that 1 - x is exact and the reflection is tested, not the rounding of 1 - x.
 interior = st.integers(1, 2**30 - 1).map(lambda k: k / 2**30)
-EXAMPLES = {"cpu": 150, "portable": 15}
+EXAMPLES = {"cpu": 150, "lanes": 150, "portable": 15}
 
 
 def _columns(rows):

@@ -541,20 +541,19 @@ def _betainc_kernel(
 _pool: ThreadPoolExecutor | None = None
 
 
-def _run_in_threads(kernel_args, numel: int) -> None:
+def _run_in_threads(kernel, kernel_args, numel: int) -> None:
     """Split ``range(numel)`` over torch's intra-op thread count, the GIL released."""
     global _pool
     threads = max(1, min(torch.get_num_threads(), numel // _MIN_PER_THREAD))
     if threads == 1:
-        _betainc_kernel(*kernel_args, 0, numel)
+        kernel(*kernel_args, 0, numel)
         return
     if _pool is None or _pool._max_workers < threads:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="betainc")
     # More chunks than threads: elements differ in cost, so finish times even out.
     bounds = np.linspace(0, numel, 4 * threads + 1).astype(np.int64)
     futures = [
-        _pool.submit(_betainc_kernel, *kernel_args, lo, hi)
-        for lo, hi in itertools.pairwise(bounds.tolist())
+        _pool.submit(kernel, *kernel_args, lo, hi) for lo, hi in itertools.pairwise(bounds.tolist())
     ]
     for future in futures:
         future.result()
@@ -596,18 +595,46 @@ def betainc_cpu(a, b, x, want_grad_ab: bool, want_grad_x: bool):
     if numel:
         tol = _TOL64 if dtype == torch.float64 else _TOL32
         finfo = torch.finfo(dtype)
-        kernel_args = (
-            *arrays,
-            layout,
+        outputs = (
             out.view(-1).numpy(),
             grad_a.view(-1).numpy(),
             grad_b.view(-1).numpy(),
             grad_x.view(-1).numpy(),
-            want_grad_ab,
-            want_grad_x,
-            tol,
-            finfo.tiny,
-            finfo.max,
         )
-        _run_in_threads(kernel_args, numel)
+        options = (want_grad_ab, want_grad_x, tol, finfo.tiny, finfo.max)
+        run_length = _shared_parameter_runs(arrays, layout, numel)
+        if run_length:
+            from batchshaping.special._incomplete_beta_lanes import betainc_runs_kernel
+
+            kernel_args = (*arrays, layout, run_length, *outputs, *options)
+            _run_in_threads(betainc_runs_kernel, kernel_args, numel)
+        else:
+            _run_in_threads(_betainc_kernel, (*arrays, layout, *outputs, *options), numel)
     return out, grad_a, grad_b, grad_x
+
+
+# Runs of at least this many elements sharing (a, b) go to the kernel that advances many
+# elements together (``_incomplete_beta_lanes``); the tests lower it to send everything there.
+MIN_SHARED_RUN = 256
+
+
+def _shared_parameter_runs(arrays, layout, numel: int) -> int:
+    """The length of the runs of elements that share (a, b), or 0 if they are too short.
+
+    Parameters are read at ``(i // inner) % block``: constant along runs of ``inner`` elements
+    (all of them for a single value). Also 0 where x is not laid out in full, or where some
+    parameter is not a positive finite number (the per-element kernel handles those cases).
+    """
+    if tuple(layout[2]) != (1, numel):
+        return 0
+    run = numel
+    for k in (0, 1):
+        inner, block = layout[k]
+        if block > 1:
+            run = math.gcd(run, int(inner))
+    if run < MIN_SHARED_RUN:
+        return 0
+    for parameter in arrays[:2]:
+        if not np.all((parameter > 0) & (parameter < math.inf)):
+            return 0
+    return run

@@ -1,0 +1,375 @@
+"""CPU kernel of the incomplete beta function for runs of elements that share (a, b) (numba).
+
+The per-element kernel (``_incomplete_beta_cpu``) follows one element at a time through its
+continued fraction: a chain of dependent multiply-adds, one element after another, bounded by
+latency. When many elements share their parameters (one prior for a batch, one per group), the
+continued fraction's coefficients are the same for all of them, and this kernel instead advances
+a chunk of ``_LANES`` elements together, one pair of terms at a time: the update of every lane is
+the same arithmetic on its own data, which the compiler turns into SIMD instructions.
+
+The mathematics is that of the per-element kernel: the prefactor ``x^a (1-x)^b / B(a, b)`` in
+log space (Loader's saddle-point form for large a and b), the reflection past
+``(a + 1) / (a + b + 2)``, the continued fraction of Numerical Recipes (6.4.5) as the three-term
+recurrence of its convergents, differentiated in a and b, with the same stopping rule applied to
+every lane. A chunk stops once all its lanes have met it; lanes that met it earlier go on adding
+terms of a converged fraction, which changes their value by less than the tolerance. The power
+series is not needed: the fraction converges quickly where the series would serve (small x).
+
+To keep the lanes of a chunk alike in how many terms they need, the elements of a block are
+binned by where they fall between 0 and the reflection point (counting sort), and chunks are cut
+from one bin at a time. Partial chunks are padded with a copy of their first element.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from batchshaping.special._incomplete_beta_cpu import (
+    _LOG_UNDERFLOW,
+    _MAX_TERMS,
+    _RESCALE_HIGH,
+    _RESCALE_LOW,
+    _fraction_coefficients,
+    _log_power_terms,
+    parameter_terms,
+)
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+# Elements advanced together. A compile-time constant: with fixed trip counts and rows of the
+# state array a constant distance apart, the compiler can prove the rows do not overlap and
+# vectorise the lane loops.
+_LANES = 64
+# Elements binned together: their scratch arrays stay in the L2 cache.
+_BLOCK = 16_384
+# Bins per side of the reflection point, at most; fewer for short blocks, so that chunks fill.
+_MAX_BINS = 8
+_PER_BIN = 8 * _LANES
+# How often (in pairs of terms) the convergents are checked for drift and rescaled. Each term
+# multiplies them by at most about 2 in the region where the fraction is used, so eight pairs
+# move them by well under 1e10, far inside the rescaling bounds.
+_RESCALE_EVERY = 8
+
+# Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n, the previous pair's A and B
+# (the convergence test), whether the lane has converged, and for the gradients the a and b
+# derivatives of the four convergents and of log K at the previous pair.
+(
+    _NUM_PREV,
+    _NUM,
+    _DEN_PREV,
+    _DEN,
+    _NUM_LAST,
+    _DEN_LAST,
+    _DONE,
+    _NUM_PREV_A,
+    _NUM_A,
+    _DEN_PREV_A,
+    _DEN_A,
+    _NUM_PREV_B,
+    _NUM_B,
+    _DEN_PREV_B,
+    _DEN_B,
+    _LOG_K_A,
+    _LOG_K_B,
+) = (row * _LANES for row in range(17))
+_STATE_SIZE = 17 * _LANES
+
+
+@_jit
+def _fraction_lanes(p, q, t, want_grad, tol, state):
+    """The continued fraction of I_t(p, q) in every lane of ``t`` (``_LANES`` values).
+
+    Leaves the final convergents (and their p, q derivatives) in ``state``.
+    """
+    for j in range(_LANES):
+        state[_NUM_PREV + j] = 1.0
+        state[_NUM + j] = 1.0
+        state[_DEN_PREV + j] = 0.0
+        state[_DEN + j] = 1.0
+        state[_NUM_LAST + j] = 1.0
+        state[_DEN_LAST + j] = 1.0
+        state[_DONE + j] = 0.0
+        state[_LOG_K_A + j] = math.inf
+        state[_LOG_K_B + j] = math.inf
+    for row in range(_NUM_PREV_A, _LOG_K_A, _LANES):
+        for j in range(_LANES):
+            state[row + j] = 0.0
+    for m in range(_MAX_TERMS):
+        odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(p, q, m)
+        if want_grad:
+            remaining = _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
+        else:
+            remaining = _pair(odd, even, t, tol, state)
+        if remaining == 0:
+            return
+        if m % _RESCALE_EVERY == _RESCALE_EVERY - 1:
+            _rescale(state)
+
+
+@_jit
+def _pair(odd, even, t, tol, state):
+    """Two terms of the fraction in every lane, values only; returns how many lanes go on."""
+    remaining = 0
+    for j in range(_LANES):
+        num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
+        den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
+        d = odd * t[j]
+        num_prev, num = num, num + d * num_prev
+        den_prev, den = den, den + d * den_prev
+        d = even * t[j]
+        num_prev, num = num, num + d * num_prev
+        den_prev, den = den, den + d * den_prev
+        # |K_n - K_{n-2}| <= tol |K_n|, cross-multiplied as in the per-element kernel.
+        cross = num * state[_DEN_LAST + j]
+        converged = abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
+        state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
+        state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
+        state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
+        done = max(state[_DONE + j], 1.0 if converged else 0.0)
+        state[_DONE + j] = done
+        remaining += done < 1.0
+    return remaining
+
+
+@_jit
+def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state):
+    """As :func:`_pair`, carrying the p and q derivatives of the convergents."""
+    remaining = 0
+    for j in range(_LANES):
+        num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
+        den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
+        num_prev_a, num_a = state[_NUM_PREV_A + j], state[_NUM_A + j]
+        den_prev_a, den_a = state[_DEN_PREV_A + j], state[_DEN_A + j]
+        num_prev_b, num_b = state[_NUM_PREV_B + j], state[_NUM_B + j]
+        den_prev_b, den_b = state[_DEN_PREV_B + j], state[_DEN_B + j]
+        for coefficient, coefficient_a, coefficient_b in (
+            (odd, odd_a, odd_b),
+            (even, even_a, even_b),
+        ):
+            d, d_a, d_b = coefficient * t[j], coefficient_a * t[j], coefficient_b * t[j]
+            num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
+            den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
+            num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
+            den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
+            num_prev, num = num, num + d * num_prev
+            den_prev, den = den, den + d * den_prev
+        cross = num * state[_DEN_LAST + j]
+        converged = abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
+        # d log K = dA / A - dB / B over one division, tested in every lane at every pair.
+        inverse = 1.0 / (num * den)
+        log_k_a = (num_a * den - den_a * num) * inverse
+        log_k_b = (num_b * den - den_b * num) * inverse
+        converged = (
+            converged
+            & (abs(log_k_a - state[_LOG_K_A + j]) <= tol * (abs(log_k_a) + 1.0))
+            & (abs(log_k_b - state[_LOG_K_B + j]) <= tol * (abs(log_k_b) + 1.0))
+        )
+        state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
+        state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
+        state[_NUM_PREV_A + j], state[_NUM_A + j] = num_prev_a, num_a
+        state[_DEN_PREV_A + j], state[_DEN_A + j] = den_prev_a, den_a
+        state[_NUM_PREV_B + j], state[_NUM_B + j] = num_prev_b, num_b
+        state[_DEN_PREV_B + j], state[_DEN_B + j] = den_prev_b, den_b
+        state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
+        state[_LOG_K_A + j], state[_LOG_K_B + j] = log_k_a, log_k_b
+        done = max(state[_DONE + j], 1.0 if converged else 0.0)
+        state[_DONE + j] = done
+        remaining += done < 1.0
+    return remaining
+
+
+@_jit
+def _rescale(state):
+    """Divide a lane's convergents (and derivatives) by B_n where B_n has drifted far from 1."""
+    for j in range(_LANES):
+        den = state[_DEN + j]
+        if not (_RESCALE_LOW < abs(den) < _RESCALE_HIGH):
+            scale = 1.0 / den if den != 0.0 else 1.0
+            for row in range(_NUM_PREV, _LOG_K_A, _LANES):
+                if row != _DONE:
+                    state[row + j] *= scale
+
+
+@_jit
+def _block(
+    a,
+    b,
+    terms,
+    x,
+    begin,
+    end,
+    out,
+    grad_a,
+    grad_b,
+    grad_x,
+    want_grad,
+    want_density,
+    tol,
+    tiny,
+    huge,
+    scratch,
+    bins,
+    order,
+    counts,
+    lane_t,
+    state,
+):
+    """Fill ``out[begin:end]`` (and the gradients asked for) for one (a, b)."""
+    log_beta, psi_a, psi_b, psi_ab = terms
+    size = end - begin
+    per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
+    reflection = (a + 1.0) / (a + b + 2.0)
+    scale_lower = per_side / reflection
+    scale_upper = per_side / (1.0 - reflection)
+    counts[:] = 0
+    # The prefactor, the density and the bin of each element; the end points, values outside
+    # [0, 1] and prefactors that underflow are finished here.
+    for k in range(size):
+        i = begin + k
+        value = np.float64(x[i])
+        bins[k] = -1
+        if not (0.0 < value < 1.0):
+            inside = value == 0.0 or value == 1.0  # False for NaN
+            out[i] = value if inside else math.nan
+            if want_grad:
+                grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
+            if want_density:
+                density = math.nan
+                if inside:
+                    log_x = math.log(max(value, tiny))
+                    log_y = math.log(max(1.0 - value, tiny))
+                    density = min(math.exp((a - 1.0) * log_x + (b - 1.0) * log_y - log_beta), huge)
+                grad_x[i] = density
+            continue
+        y = 1.0 - value
+        log_x = math.log(value)
+        log_y = math.log1p(-value)
+        log_power = _log_power_terms(a, b, value, y, log_x, log_y, log_beta)
+        power = math.exp(log_power) if log_power > _LOG_UNDERFLOW else 0.0
+        if want_density:
+            if power > 0.0:
+                grad_x[i] = min(power / (value * y), huge)
+            else:
+                grad_x[i] = min(math.exp(log_power - log_x - log_y), huge)
+        lower = value * (a + b + 2.0) <= a + 1.0
+        if power == 0.0:  # 0 (or 1) to working precision
+            out[i] = 0.0 if lower else 1.0
+            if want_grad:
+                grad_a[i] = grad_b[i] = 0.0
+            continue
+        if lower:
+            scratch[0, k] = value
+            bin_index = min(per_side - 1, int(value * scale_lower))
+        else:
+            scratch[0, k] = y
+            bin_index = per_side + min(per_side - 1, int(y * scale_upper))
+        scratch[1, k] = power
+        scratch[2, k] = log_x
+        scratch[3, k] = log_y
+        bins[k] = bin_index
+        counts[bin_index + 1] += 1
+    # Counting sort of the elements by bin: bin c is order[counts[c] : counts[c + 1]].
+    for c in range(2 * per_side):
+        counts[c + 1] += counts[c]
+    for k in range(size):
+        if bins[k] >= 0:
+            order[counts[bins[k]]] = k
+            counts[bins[k]] += 1
+    # Now counts[c] is where bin c ends.
+    start = 0
+    for c in range(2 * per_side):
+        stop = counts[c]
+        reflected = c >= per_side
+        p, q = (b, a) if reflected else (a, b)
+        psi_p, psi_q = (psi_b, psi_a) if reflected else (psi_a, psi_b)
+        for first in range(start, stop, _LANES):
+            filled = min(_LANES, stop - first)
+            for j in range(_LANES):
+                lane_t[j] = scratch[0, order[first + min(j, filled - 1)]]
+            _fraction_lanes(p, q, lane_t, want_grad, tol, state)
+            for j in range(filled):
+                k = order[first + j]
+                i = begin + k
+                num, den = state[_NUM + j], state[_DEN + j]
+                tail = scratch[1, k] / p * den / num
+                out[i] = 1.0 - tail if reflected else tail
+                if not want_grad:
+                    continue
+                log_x, log_y = scratch[2, k], scratch[3, k]
+                log_t, log_one_minus_t = (log_y, log_x) if reflected else (log_x, log_y)
+                log_k_p = state[_NUM_A + j] / num - state[_DEN_A + j] / den
+                log_k_q = state[_NUM_B + j] / num - state[_DEN_B + j] / den
+                grad_p = tail * (log_t - 1.0 / p - psi_p + psi_ab - log_k_p)
+                grad_q = tail * (log_one_minus_t - psi_q + psi_ab - log_k_q)
+                if reflected:
+                    grad_a[i], grad_b[i] = -grad_q, -grad_p
+                else:
+                    grad_a[i], grad_b[i] = grad_p, grad_q
+        start = stop
+
+
+@_jit
+def betainc_runs_kernel(
+    a,
+    b,
+    x,
+    layout,
+    run_length,
+    out,
+    grad_a,
+    grad_b,
+    grad_x,
+    want_grad,
+    want_density,
+    tol,
+    tiny,
+    huge,
+    start,
+    stop,
+):
+    """Fill ``out[start:stop]`` and the gradients asked for; (a, b) is constant along runs.
+
+    ``x`` is read in full; parameter ``k`` (a: 0, b: 1) of element ``i`` is
+    ``(i // layout[k, 0]) % layout[k, 1]``, constant on each run ``[r * run_length,
+    (r + 1) * run_length)``.
+    """
+    scratch = np.empty((4, _BLOCK))
+    bins = np.empty(_BLOCK, dtype=np.int64)
+    order = np.empty(_BLOCK, dtype=np.int64)
+    counts = np.empty(2 * _MAX_BINS + 1, dtype=np.int64)
+    lane_t = np.empty(_LANES)
+    state = np.empty(_STATE_SIZE)
+    begin = start
+    while begin < stop:
+        run_end = min(stop, (begin // run_length + 1) * run_length)
+        a_run = np.float64(a[(begin // layout[0, 0]) % layout[0, 1]])
+        b_run = np.float64(b[(begin // layout[1, 0]) % layout[1, 1]])
+        terms = parameter_terms(a_run, b_run, want_grad)
+        for block in range(begin, run_end, _BLOCK):
+            _block(
+                a_run,
+                b_run,
+                terms,
+                x,
+                block,
+                min(run_end, block + _BLOCK),
+                out,
+                grad_a,
+                grad_b,
+                grad_x,
+                want_grad,
+                want_density,
+                tol,
+                tiny,
+                huge,
+                scratch,
+                bins,
+                order,
+                counts,
+                lane_t,
+                state,
+            )
+        begin = run_end
