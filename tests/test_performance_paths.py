@@ -378,3 +378,15 @@ def test_cuda_loss_costs_at_most_one_and_a_half_torch_sorts(name, size):
     ours = _cuda_median_time(loss)
     sort = _cuda_median_time(lambda: torch.sort(x.detach()))
     assert ours <= 1.5 * sort, f"{name}, N = {size:.0e}: {ours / sort:.2f}x torch.sort"
+
+
+@pytest.mark.parametrize("shape", [(3, 5_000), (1, 100_000)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_empirical_cdf_of_equal_values(shape, ties, two_threads):
+    # Every digit of the radix sort is shared, so every pass is skipped; in one long row all
+    # values fall on one side of the pivot, the side written in decreasing index order.
+    values = torch.full(shape, 0.25)
+    found = empirical_cdf(values, ties=ties)
+    n = shape[1]
+    expected = torch.full(shape, n) if ties else torch.arange(1, n + 1).expand(shape)
+    torch.testing.assert_close(found, expected / (n + 1), rtol=0, atol=0, check_dtype=False)

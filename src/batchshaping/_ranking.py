@@ -1,18 +1,19 @@
-"""The empirical CDF of each value within its group, ranked on the host with numpy's SIMD sort.
+"""The empirical CDF of each value within its group, ranked on the host by a radix sort.
 
 The Batch-Shaping loss sums (rank / (n + 1) - F(x))^2 over the values of a group, a sum that does
-not depend on their order: it needs each value's rank, not the sorted values. On the CPU, numpy's
-SIMD sort (x86-simd-sort, Highway) sorts many times faster than ``torch.sort``, but only plain
-values: ``np.argsort`` is several times slower again. So a float32 value is turned into a key that
-carries its own index: its bits mapped to an int32 that orders like the float, in the high half of
-an int64, its index in the group in the low half. Sorting the keys sorts the values (ties in index
-order), and the low halves of the sorted keys are the permutation. float64 values do not leave
-room for an index and go through ``np.argsort``.
+not depend on their order: it needs each value's rank, not the sorted values. A float32 value is
+turned into a key that carries its own index: its bits mapped to an int32 that orders like the
+float, in the high half of an int64, its index in the group in the low half. The keys are sorted
+by their high halves with a stable LSD radix sort (four passes of one byte, in linear time; a
+pass whose byte all keys share is skipped), so ties stay in index order and the low halves of
+the sorted keys are the permutation. That is several times faster than ``torch.sort`` or numpy's
+sorts on the CPU, and its cost grows linearly with the group. float64 values do not leave room
+for an index and go through ``np.argsort``.
 
 The kernels are numba functions that release the GIL; groups are shared out over torch's
-intra-op thread count. Everything here runs on CPU tensors only: the caller dispatches on the
-device (see :func:`host_ranking_applies`).
-"""
+intra-op thread count, and one long group is split about a sampled median into two parts sorted
+on two threads. Everything here runs on CPU tensors only: the caller dispatches on the device
+(see :func:`host_ranking_applies`)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
             keys = np.empty((stop - start, num_samples), dtype=np.int64)
             bits = array[start:stop].view(np.int32)
             kernels.float32_keys(bits, kept[start:stop], masked, keys)
-            keys.sort(axis=-1)
+            kernels.sort_rows(keys, np.empty(num_samples, dtype=np.int64))
             kernels.ranks_from_keys(keys, kept[start:stop], masked, ties, out[start:stop])
         else:
             order = np.argsort(array[start:stop], axis=-1)
@@ -111,28 +112,38 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
 
 
 def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
-    """One long float32 row (1, n): keys split about a sampled median, each part sorted on its
-    own thread; the parts in order are the sorted row."""
+    """One long float32 row (1, n): keys split about a sampled median value, each part sorted
+    and ranked on its own thread; the parts in order are the sorted row."""
     size = array.shape[1]
     bits = array.view(np.int32)
     # Any pivot sorts the row right; the median of a sample of keys balances the two parts. The
     # sample's keys are formed in numpy, as the kernel forms them: a few thousand values are not
-    # worth another kernel compiled on first use.
+    # worth another kernel compiled on first use. Its index half is cleared, so that equal
+    # values all fall on one side (a run of ties is ranked within one part).
     sample = np.arange(0, size, max(1, size // _PIVOT_SAMPLE))
     words = bits[0, sample].astype(np.int64)
     ordered = np.where(words < 0, -(words & 0x7FFFFFFF), words)
     if masked:
         ordered[~kept[0, sample]] = 0x7FFFFFFF
-    sample_keys = (ordered << 32) | sample
-    pivot = np.partition(sample_keys, len(sample) // 2)[len(sample) // 2]
+    pivot = np.partition(ordered, len(sample) // 2)[len(sample) // 2] << 32
+    count = int(np.count_nonzero(kept)) if masked else size
 
     keys = np.empty((1, size), dtype=np.int64)
     split = kernels.float32_keys_split(bits, kept, masked, pivot, keys)
+    buffer = np.empty(size, dtype=np.int64)
+
+    def sort_and_rank(lo: int, hi: int, backwards: bool) -> None:
+        # The part above the pivot was written from the end: in decreasing index order.
+        kernels.sort_keys(keys[0, lo:hi], buffer[lo:hi], backwards)
+        kernels.ranks_of_part(keys[0, lo:hi], lo, count, kept, 0, masked, ties, out[0])
+
     pool = _get_pool(2)
-    parts = [pool.submit(keys[0, :split].sort), pool.submit(keys[0, split:].sort)]
+    parts = [
+        pool.submit(sort_and_rank, 0, split, False),
+        pool.submit(sort_and_rank, split, size, True),
+    ]
     for part in parts:
         part.result()
-    kernels.ranks_from_keys(keys, kept, masked, ties, out)
 
 
 def _threads(num_rows: int, row_size: int) -> int:

@@ -1,4 +1,4 @@
-"""numba kernels of :mod:`batchshaping._ranking`: sort keys in, empirical CDF out.
+"""numba kernels of :mod:`batchshaping._ranking`: sort keys, their radix sort, the ranks.
 
 Imported on first use only, so that importing the package does not load numba. Each kernel works
 on a block of rows (groups) and releases the GIL, so blocks run in parallel on plain threads.
@@ -62,6 +62,79 @@ def float32_keys_split(bits, kept, masked, pivot, keys):
     return below
 
 
+# The high word of a key (the ordered float) is sorted a byte at a time, least significant first.
+_DIGIT_BITS = 8
+_DIGITS = 32 // _DIGIT_BITS
+_BUCKETS = 1 << _DIGIT_BITS
+_SIGN = np.int64(1 << 31)
+
+
+@_jit
+def _digit(key, shift):
+    """A digit of the high word of ``key``, shifted so that digits order like the signed word."""
+    return (((key >> 32) + _SIGN) >> shift) & (_BUCKETS - 1)
+
+
+@_jit
+def sort_keys(keys, buffer, backwards):
+    """Sort a row of keys by their high words, in place, by a stable LSD radix sort.
+
+    Keys with equal high words keep their order, and their low words (indices) are in increasing
+    order when the keys are (or, with ``backwards``, when they are in decreasing order: the
+    first pass then reads them from the end), so the result is the order of the whole keys.
+    ``buffer`` is scratch space of the same size. A pass whose digit every key shares is skipped:
+    for values in [0, 1) the top byte takes few values, and equal values share all four.
+    """
+    size = keys.size
+    if size == 0:
+        return
+    buffer = buffer[:size]
+    counts = np.zeros((_DIGITS, _BUCKETS), dtype=np.int64)
+    for i in range(size):
+        for d in range(_DIGITS):
+            counts[d, _digit(keys[i], d * _DIGIT_BITS)] += 1
+    in_buffer = False  # which of the two arrays holds the keys
+    for d in range(_DIGITS):
+        shift = d * _DIGIT_BITS
+        source = buffer if in_buffer else keys
+        if counts[d, _digit(source[0], shift)] == size and not backwards:
+            continue
+        total = 0
+        for c in range(_BUCKETS):
+            count = counts[d, c]
+            counts[d, c] = total
+            total += count
+        if in_buffer:
+            _scatter(buffer, keys, counts[d], shift, backwards)
+        else:
+            _scatter(keys, buffer, counts[d], shift, backwards)
+        in_buffer = not in_buffer
+        backwards = False
+    if backwards:  # every pass was skipped: only the reversal is left
+        for i in range(size // 2):
+            keys[i], keys[size - 1 - i] = keys[size - 1 - i], keys[i]
+    if in_buffer:
+        keys[:] = buffer
+
+
+@_jit
+def _scatter(source, target, offsets, shift, backwards):
+    """One stable pass: each key to the next free place of its digit's bucket."""
+    size = source.size
+    for step in range(size):
+        key = source[size - 1 - step] if backwards else source[step]
+        bucket = _digit(key, shift)
+        target[offsets[bucket]] = key
+        offsets[bucket] += 1
+
+
+@_jit
+def sort_rows(keys, buffer):
+    """:func:`sort_keys` of every row of ``keys`` (rows, n), with one row of ``buffer``."""
+    for r in range(keys.shape[0]):
+        sort_keys(keys[r], buffer, False)
+
+
 @_jit
 def ranks_from_keys(keys, kept, masked, ties, out):
     """out[r, i] = rank / (n + 1) of value i of row r, from the row's sorted keys.
@@ -76,18 +149,29 @@ def ranks_from_keys(keys, kept, masked, ties, out):
             count = 0
             for i in range(columns):
                 count += kept[r, i]
-        denominator = count + 1.0
-        run_end = columns
-        for j in range(columns - 1, -1, -1):
-            key = keys[r, j]
-            if ties and j < columns - 1 and (key >> 32) != (keys[r, j + 1] >> 32):
-                run_end = j + 1
-            rank = run_end if ties else j + 1
-            index = key & _LOW_HALF
-            if masked and not kept[r, index]:
-                out[r, index] = 0.0
-            else:
-                out[r, index] = rank / denominator
+        ranks_of_part(keys[r], 0, count, kept, r, masked, ties, out[r])
+
+
+@_jit
+def ranks_of_part(keys, first, count, kept, row, masked, ties, out):
+    """The ranks of sorted keys that hold positions ``first`` on of a row of ``count`` values.
+
+    Writes ``out[index]`` for each key: rank / (count + 1), or 0 where ``kept[row, index]`` is
+    False under ``masked``. A run of equal high words must not go on past the part's end.
+    """
+    denominator = count + 1.0
+    size = keys.size
+    run_end = first + size
+    for j in range(size - 1, -1, -1):
+        key = keys[j]
+        if ties and j < size - 1 and (key >> 32) != (keys[j + 1] >> 32):
+            run_end = first + j + 1
+        rank = run_end if ties else first + j + 1
+        index = key & _LOW_HALF
+        if masked and not kept[row, index]:
+            out[index] = 0.0
+        else:
+            out[index] = rank / denominator
 
 
 @_jit

@@ -7,7 +7,7 @@ rank them, evaluate the prior, average), along one of two routes:
 - sorted (any device, and inside ``torch.compile``): ``torch.sort`` each group and compare the
   sorted values with i / (n + 1), in torch operations without host-device synchronisation;
 - ranked (plain CPU tensors): the sum over a group does not depend on the order of its values,
-  so each value keeps its place and only its rank is computed, by numpy's SIMD sort
+  so each value keeps its place and only its rank is computed, by a radix sort
   (:mod:`batchshaping._ranking`), several times faster than ``torch.sort`` on the CPU. The
   prior's CDF is then evaluated with the samples of a group contiguous, which lets ``betainc``
   reuse its per-parameter terms along a group.
