@@ -154,20 +154,59 @@ CASES = {
 }
 
 
-def _loss_and_grads(name: str, ranked: bool, monkeypatch) -> tuple[torch.Tensor, ...]:
+def _loss_and_grads(
+    name: str, ranked: bool, monkeypatch, reduction: str = "sum", chunked: bool = False
+) -> tuple[torch.Tensor, ...]:
     x, make_prior, parameters, options, _ = CASES[name]
     monkeypatch.setattr(loss_module, "_RANKED_ROUTE", ranked)
+    calls = []
+    if chunked:
+        # Every input in chunks, several to each group.
+        monkeypatch.setattr(loss_module, "_CHUNKED_MIN", 0)
+        monkeypatch.setattr(loss_module, "_MIN_CHUNK_SAMPLES", 1)
+        monkeypatch.setattr(loss_module, "_CHUNK", 2 * math.prod(x.shape) // 7 + 1)
+        in_chunks = loss_module._loss_in_chunks
+        monkeypatch.setattr(
+            loss_module, "_loss_in_chunks", lambda *args: calls.append(1) or in_chunks(*args)
+        )
     x = x.detach().clone().requires_grad_()
     parameters = [p.detach().clone().requires_grad_() for p in parameters]
-    loss = batch_shaping_loss(x, make_prior(*parameters), reduction="sum", **options)
+    loss = batch_shaping_loss(x, make_prior(*parameters), reduction=reduction, **options)
     loss.backward()
+    assert len(calls) == chunked
     return loss.detach(), x.grad, *(p.grad for p in parameters)
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_ranked_route_gives_the_sorted_routes_loss_and_gradients(name, monkeypatch):
-    ranked = _loss_and_grads(name, True, monkeypatch)
-    plain = _loss_and_grads(name, False, monkeypatch)
+    _compare_with_the_sorted_route(name, monkeypatch, "sum", chunked=False)
+
+
+# The cases whose prior the ranked route evaluates in chunks when the input is large.
+CHUNKED_CASES = [
+    name
+    for name, (_, make_prior, parameters, _, _) in CASES.items()
+    if loss_module._rebuildable(make_prior(*parameters)) is not None
+]
+
+
+def test_chunks_serve_the_priors_of_torch_operations_not_beta():
+    assert len(CHUNKED_CASES) >= 6
+    assert loss_module._rebuildable(Beta(2.0, 3.0)) is None
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", CHUNKED_CASES)
+def test_chunked_ranked_route_gives_the_sorted_routes_loss_and_gradients(
+    name, reduction, monkeypatch
+):
+    _compare_with_the_sorted_route(name, monkeypatch, reduction, chunked=True)
+
+
+def _compare_with_the_sorted_route(name, monkeypatch, reduction, chunked):
+    ranked = _loss_and_grads(name, True, monkeypatch, reduction, chunked)
+    monkeypatch.undo()
+    plain = _loss_and_grads(name, False, monkeypatch, reduction)
     x, _, _, _, compare_x_grad = CASES[name]
     low_precision = x.dtype in (torch.float16, torch.bfloat16)
     tolerance = {"rtol": 1e-2, "atol": 1e-3} if low_precision else {}
