@@ -61,7 +61,7 @@ from batchshaping import (
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 # Fewer runs where one run takes seconds.
-REPEATS = {10_000_000: (3, 1)}
+REPEATS = {10_000_000: (5, 1)}
 DEFAULT_REPEATS = (7, 2)
 
 # name: (our prior, the original's family and parameters)
@@ -600,7 +600,7 @@ def main() -> None:
     start = time.perf_counter()
     print(
         "batch_shaping_loss benchmark: forward + backward, float32; median of 7 runs after 2 "
-        "warm-up runs (3 after 1 at N = 1e7)",
+        "warm-up runs (5 after 1 at N = 1e7)",
         flush=True,
     )
     fixed = _fixed_priors()

@@ -369,6 +369,39 @@ def test_repeated_parameters_match_single_evaluations(a, b):
         torch.testing.assert_close(found, expected, rtol=1e-13, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("a", "b"), [(2.0, 6.0), (0.6, 0.4), (0.9, 0.1), (1e-3, 2.0), (50.0, 80.0), (3e3, 1e4)]
+)
+def test_shared_parameters_match_the_per_element_kernel(a, b, dtype):
+    """Long runs of one (a, b): many bins, full and partial chunks, both sides of the reflection,
+    and the points each kernel finishes apart (end points, outside [0, 1], NaN, underflow)."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.0, 1.0, 40_000)
+    x[:9] = [0.0, 1.0, -0.5, 1.5, math.nan, 1e-300, 1e-30, 1.0 - 1e-7, a / (a + b)]
+    x[9:1000] = rng.uniform(0.0, 1.0, 991) ** 8  # crowd the lower bins
+    results = {}
+    for name in ("cpu", "lanes"):
+        with _kernel(name):
+            results[name] = _value_and_grads(np.full(1, a), np.full(1, b), x, dtype)
+    tolerance = {"rtol": 1e-13, "atol": 1e-300} if dtype == torch.float64 else {}
+    for found, expected in zip(results["lanes"], results["cpu"], strict=True):
+        torch.testing.assert_close(found, expected, equal_nan=True, **tolerance)
+    reference = scipy.special.betainc(
+        a,
+        b,
+        np.asarray(x, dtype=np.float32 if dtype == torch.float32 else np.float64).astype(
+            np.float64
+        ),
+    )
+    np.testing.assert_allclose(
+        results["lanes"][0].double().numpy(),
+        reference,
+        rtol=1e-12 if dtype == torch.float64 else 2e-6,
+        atol=1e-14 if dtype == torch.float64 else 1e-7,
+    )
+
+
 def test_empty_input():
     assert betainc(torch.ones(0), 2.0, torch.ones(0)).shape == (0,)
 
