@@ -422,8 +422,8 @@ def test_cuda_loss_costs_at_most_one_and_a_half_torch_sorts(name, size):
 @pytest.mark.parametrize("shape", [(3, 5_000), (1, 100_000)])
 @pytest.mark.parametrize("ties", [False, True])
 def test_empirical_cdf_of_equal_values(shape, ties, two_threads):
-    # Every digit of the radix sort is shared, so every pass is skipped; in one long row all
-    # values fall on one side of the pivot, the side written in decreasing index order.
+    # Every key lands in one bucket of every radix pass; in one long row all values fall on one
+    # side of the pivot, the side written in decreasing index order.
     values = torch.full(shape, 0.25)
     found = empirical_cdf(values, ties=ties)
     n = shape[1]

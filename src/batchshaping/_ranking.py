@@ -4,10 +4,10 @@ The Batch-Shaping loss sums (rank / (n + 1) - F(x))^2 over the values of a group
 not depend on their order: it needs each value's rank, not the sorted values. A float32 value is
 turned into a key that carries its own index: its bits mapped to an int32 that orders like the
 float, in the high half of an int64, its index in the group in the low half. The keys are sorted
-by their high halves with a stable LSD radix sort (four passes of one byte, in linear time; a
-pass whose byte all keys share is skipped), so ties stay in index order and the low halves of
-the sorted keys are the permutation. That is several times faster than ``torch.sort`` or numpy's
-sorts on the CPU, and its cost grows linearly with the group. float64 values do not leave room
+by their high halves with a stable LSD radix sort (four passes of one byte, in linear time), so
+ties stay in index order and the low halves of the sorted keys are the permutation. That is
+several times faster than ``torch.sort`` or numpy's sorts on the CPU, and its cost grows
+linearly with the group. float64 values do not leave room
 for an index and go through ``np.argsort``.
 
 The kernels are numba functions that release the GIL; groups are shared out over torch's

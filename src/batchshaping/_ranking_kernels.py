@@ -82,50 +82,34 @@ def sort_keys(keys, buffer, backwards):
     Keys with equal high words keep their order, and their low words (indices) are in increasing
     order when the keys are (or, with ``backwards``, when they are in decreasing order: the
     first pass then reads them from the end), so the result is the order of the whole keys.
-    ``buffer`` is scratch space of the same size. A pass whose digit every key shares is skipped:
-    for values in [0, 1) the top byte takes few values, and equal values share all four.
+    ``buffer`` is scratch space at least as long. The passes go from ``keys`` to ``buffer`` and
+    back, an even number of them, so the sorted keys end where they started.
     """
     size = keys.size
-    if size == 0:
-        return
     buffer = buffer[:size]
     counts = np.zeros((_DIGITS, _BUCKETS), dtype=np.int64)
     for i in range(size):
         for d in range(_DIGITS):
             counts[d, _digit(keys[i], d * _DIGIT_BITS)] += 1
-    in_buffer = False  # which of the two arrays holds the keys
-    for d in range(_DIGITS):
-        shift = d * _DIGIT_BITS
-        source = buffer if in_buffer else keys
-        if counts[d, _digit(source[0], shift)] == size and not backwards:
-            continue
-        total = 0
-        for c in range(_BUCKETS):
-            count = counts[d, c]
-            counts[d, c] = total
-            total += count
-        if in_buffer:
-            _scatter(buffer, keys, counts[d], shift, backwards)
-        else:
-            _scatter(keys, buffer, counts[d], shift, backwards)
-        in_buffer = not in_buffer
-        backwards = False
-    if backwards:  # every pass was skipped: only the reversal is left
-        for i in range(size // 2):
-            keys[i], keys[size - 1 - i] = keys[size - 1 - i], keys[i]
-    if in_buffer:
-        keys[:] = buffer
+    for d in range(0, _DIGITS, 2):
+        _scatter(keys, buffer, counts[d], d * _DIGIT_BITS, backwards and d == 0)
+        _scatter(buffer, keys, counts[d + 1], (d + 1) * _DIGIT_BITS, False)
 
 
 @_jit
-def _scatter(source, target, offsets, shift, backwards):
+def _scatter(source, target, counts, shift, backwards):
     """One stable pass: each key to the next free place of its digit's bucket."""
+    total = 0
+    for c in range(_BUCKETS):  # counts become the buckets' first places
+        count = counts[c]
+        counts[c] = total
+        total += count
     size = source.size
     for step in range(size):
         key = source[size - 1 - step] if backwards else source[step]
         bucket = _digit(key, shift)
-        target[offsets[bucket]] = key
-        offsets[bucket] += 1
+        target[counts[bucket]] = key
+        counts[bucket] += 1
 
 
 @_jit
