@@ -429,3 +429,18 @@ def test_empirical_cdf_of_equal_values(shape, ties, two_threads):
     n = shape[1]
     expected = torch.full(shape, n) if ties else torch.arange(1, n + 1).expand(shape)
     torch.testing.assert_close(found, expected / (n + 1), rtol=0, atol=0, check_dtype=False)
+
+
+def test_ranking_workspace_is_reused_and_bounded(monkeypatch):
+    import threading
+
+    from batchshaping import _ranking
+
+    monkeypatch.setattr(_ranking, "_workspace", threading.local())
+    first = _ranking._scratch(1000)
+    again = _ranking._scratch(500)
+    assert np.shares_memory(first, again)  # kept and reused
+    monkeypatch.setattr(_ranking, "_MAX_KEPT", 2000)
+    large = _ranking._scratch(5000)
+    assert not np.shares_memory(large, _ranking._scratch(5000))  # too large to keep
+    assert _ranking._scratch(1500).size == 1500
