@@ -46,7 +46,7 @@ _RANKED_ROUTE: bool | None = None
 # The ranked route reduces inputs of at least this many values in chunks of about _CHUNK values
 # (a chunk's intermediates stay in the cache); the tests lower both.
 _CHUNKED_MIN = 1 << 21
-_CHUNK = 1 << 16
+_CHUNK = 1 << 17
 # Fewer samples than this in a group's part of a chunk: too many chunks.
 _MIN_CHUNK_SAMPLES = 256
 
