@@ -1,9 +1,11 @@
 """Benchmark of batchshaping.betainc: speed against scipy and torch-betainc, accuracy, first call.
 
 Every time is the median of several runs after warm-up; every ratio compares two times measured
-in this run. "ours" is the value and all three gradients (forward plus backward through the public
-function); scipy computes values alone (it has no gradients); torch-betainc computes the value and
-all three gradients, like ours.
+in this run. Beta(2, 6) is timed twice: with parameter arrays of the full size (one parameter pair
+per element, the per-element CPU kernel) and shared (one pair broadcast to every x, as a prior is
+evaluated; the kernel for shared parameters). "ours" is the value and all three gradients
+(forward plus backward through the public function); scipy computes values alone (it has no
+gradients); torch-betainc computes the value and all three gradients, like ours.
 
 Run: ``python benchmarks/bench_betainc.py`` (or ``make bench``). Writes
 ``benchmarks/results/betainc.json``.
@@ -31,7 +33,9 @@ def _inputs(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     if kind == "random":  # a, b log-uniform in [1e-3, 1e3]
         a = np.exp(rng.uniform(np.log(1e-3), np.log(1e3), n))
         b = np.exp(rng.uniform(np.log(1e-3), np.log(1e3), n))
-    else:  # the Beta(2, 6) prior of the paper's example
+    elif kind == "beta(2,6) shared":  # one (a, b) broadcast to every x, as a prior is used
+        a, b = np.full(1, 2.0), np.full(1, 6.0)
+    else:  # the Beta(2, 6) prior of the paper's example, as arrays of the full size
         a, b = np.full(n, 2.0), np.full(n, 6.0)
     return a, b, x
 
@@ -76,6 +80,8 @@ def _errors(fn, arrays, dtype) -> dict[str, float]:
     found = (value, *(leaf.grad.double().numpy() for leaf in leaves))
     errors = {}
     for name, ours, expected in zip(("value", "da", "db", "dx"), found, oracle, strict=True):
+        if ours.shape != expected.shape:  # a shared parameter: its gradient sums over x
+            expected = expected.sum(keepdims=True)
         scale = np.maximum(np.abs(expected), 1.0)
         with np.errstate(invalid="ignore"):
             error = np.abs(ours - expected) / scale
@@ -85,7 +91,7 @@ def _errors(fn, arrays, dtype) -> dict[str, float]:
 
 def _speed_against_scipy(n: int) -> list[dict]:
     rows = []
-    for kind in ("random", "beta(2,6)"):
+    for kind in ("random", "beta(2,6)", "beta(2,6) shared"):
         arrays = _inputs(kind, n)
         run, _ = _with_grads(_ours, arrays, torch.float64)
         ours = median_time(run)
@@ -118,7 +124,7 @@ def _against_torch_betainc() -> list[dict]:
     rows = []
     # torch-betainc iterates every element until the slowest converges: on random parameters it
     # takes minutes for 1e6 values, so that case uses fewer values (the same for both).
-    for kind, n in (("beta(2,6)", 100_000), ("random", 10_000)):
+    for kind, n in (("beta(2,6)", 100_000), ("beta(2,6) shared", 100_000), ("random", 10_000)):
         arrays = _inputs(kind, n, seed=1)
         for dtype in (torch.float32, torch.float64):
             ours_run, _ = _with_grads(_ours, arrays, dtype)

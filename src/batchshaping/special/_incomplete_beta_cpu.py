@@ -1,6 +1,9 @@
 """CPU kernel of the regularized incomplete beta function and its derivatives (numba).
 
-Each element is computed independently in float64 with its own stopping point:
+:func:`betainc_cpu` sends long runs of elements that share (a, b) to the kernel that advances
+many of them together (``_incomplete_beta_lanes``), and everything else to the per-element kernel
+of this module. Here each element is computed independently in float64 with its own stopping
+point:
 
 - the prefactor ``x^a (1-x)^b / B(a, b)`` and the density are formed in log space;
 - for ``x > (a + 1) / (a + b + 2)`` the reflection ``I_x(a, b) = 1 - I_{1-x}(b, a)`` keeps the

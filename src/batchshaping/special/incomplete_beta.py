@@ -2,7 +2,9 @@
 
 One ``torch.library`` custom op, ``batchshaping::betainc``, with
 
-- a CPU kernel (numba, per element with its own stopping point, all cores);
+- CPU kernels (numba, all cores): one for runs of elements that share (a, b), advancing many of
+  them together through the continued fraction in SIMD lanes, and one per element, each with its
+  own stopping point, for everything else;
 - a portable kernel in plain torch operations (fixed iteration count, no host-device
   synchronisation) registered for every other device, CUDA included;
 - a fake implementation, so that the op traces under ``torch.compile(fullgraph=True)``;
@@ -123,10 +125,10 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
         I_x(a, b) = \frac{1}{B(a, b)} \int_0^x t^{a-1} (1 - t)^{b-1} \, dt,
 
     the CDF of the Beta(a, b) distribution at ``x``. Gradients are exact (analytic, first order):
-    ``dI/dx`` is the Beta density, ``dI/da`` and ``dI/db`` come from the power series and the
-    continued fraction differentiated term by term. On the CPU the value is exact to about
-    1e-14 in float64; float32 is computed in float64 and rounded; float16 and bfloat16 are computed
-    in float32 and returned in their own dtype.
+    ``dI/dx`` is the Beta density, ``dI/da`` and ``dI/db`` come from the continued fraction (and
+    near the end points the power series) differentiated term by term. On the CPU the value is
+    exact to about 1e-14 in float64; float32 is computed in float64 and rounded; float16 and
+    bfloat16 are computed in float32 and returned in their own dtype.
 
     Outside the domain the result is NaN, as in ``scipy.special.betainc``: ``x`` outside [0, 1],
     ``a`` or ``b`` negative or NaN, or ``a = b = 0``. ``x = 0`` gives 0 and ``x = 1`` gives 1 for
