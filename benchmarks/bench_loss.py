@@ -423,7 +423,11 @@ _MEMORY = textwrap.dedent(
         value = loss()
     value.backward()
     peak = status()["VmHWM"]
-    print(peak - before, sum(saved))
+    # What the ranking keeps between calls (its workspace), already resident before the call.
+    from batchshaping import _ranking
+    workspace = getattr(_ranking._workspace, "array", None) if {which!r} == "ours" else None
+    kept = 0 if workspace is None else workspace.nbytes
+    print(peak - before, sum(saved), kept)
     """
 )
 
@@ -433,7 +437,9 @@ def _memory(n: int = 1_000_000) -> list[dict]:
 
     glibc is told to serve every block over 64 KiB by mmap (``MALLOC_MMAP_THRESHOLD_``), so a
     freed tensor or array goes back to the system at once and the resident set follows what is
-    alive; the high-water mark is reset just before the measured call. Includes x.grad.
+    alive; the high-water mark is reset just before the measured call. Includes x.grad. The
+    ranking's workspace, kept from the warm-up calls, is resident before the call: it is reported
+    beside the peak and counted with it against the target.
     """
     rows = []
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -444,7 +450,7 @@ def _memory(n: int = 1_000_000) -> list[dict]:
         )
         if output.returncode:
             raise RuntimeError(output.stderr)
-        peak, saved = map(int, output.stdout.split())
+        peak, saved, kept = map(int, output.stdout.split())
         input_bytes = 4 * n
         rows.append(
             {
@@ -453,6 +459,8 @@ def _memory(n: int = 1_000_000) -> list[dict]:
                 "peak extra (MB)": peak / 1e6,
                 "peak extra / input size": peak / input_bytes,
                 "saved for backward / input size": saved / input_bytes,
+                "kept between calls / input size": kept / input_bytes,
+                "peak extra + kept / input size": (peak + kept) / input_bytes,
                 "target": "<= 16" if which == "ours" else "",
             }
         )
@@ -558,9 +566,11 @@ def _check_targets(fixed, generalized, memory, first_call) -> list[str]:
             + (" (rises: MISSED)" if any(rises) else " (met)")
         )
     ours = next(row for row in memory if row["approach"] == "ours")
+    total = ours["peak extra + kept / input size"]
     lines.append(
-        f"peak extra memory <= 16 x input: {ours['peak extra / input size']:.1f}x "
-        f"({'met' if ours['peak extra / input size'] <= 16 else 'MISSED'})"
+        f"peak extra memory <= 16 x input: {ours['peak extra / input size']:.1f}x, "
+        f"{total:.1f}x with the ranking's workspace kept between calls "
+        f"({'met' if total <= 16 else 'MISSED'})"
     )
     slowest = max(row["first loss, empty numba cache (s)"] for row in first_call)
     lines.append(
