@@ -7,13 +7,14 @@ float, in the high half of an int64, its index in the group in the low half. The
 by their high halves with a stable LSD radix sort (four passes of one byte, in linear time), so
 ties stay in index order and the low halves of the sorted keys are the permutation. That is
 several times faster than ``torch.sort`` or numpy's sorts on the CPU, and its cost grows
-linearly with the group. float64 values do not leave room
-for an index and go through ``np.argsort``.
+linearly with the group. float64 values do not leave room for an index and go through
+``np.argsort``.
 
 The kernels are numba functions that release the GIL; groups are shared out over torch's
 intra-op thread count, and one long group is split about a sampled median into two parts sorted
 on two threads. Everything here runs on CPU tensors only: the caller dispatches on the device
-(see :func:`host_ranking_applies`)."""
+(see :func:`host_ranking_applies`).
+"""
 
 from __future__ import annotations
 

@@ -467,7 +467,8 @@ class _ChunkedSquaredDistance(torch.autograd.Function):
             grads = torch.autograd.grad(modelled, inputs, slope, allow_unused=True)
             found = dict(zip(map(id, inputs), grads, strict=True))
             if want_values:
-                grad_values[..., part] = _or_zero(found[id(chunk)], chunk)
+                gradient = found[id(chunk)]
+                grad_values[..., part] = 0 if gradient is None else gradient
             for accumulated, leaf in zip(grad_parameters, leaves, strict=True):
                 if leaf.requires_grad and found[id(leaf)] is not None:
                     accumulated += found[id(leaf)]
@@ -479,10 +480,6 @@ class _ChunkedSquaredDistance(torch.autograd.Function):
     def backward(ctx, grad):
         scaled = [None if g is None else g * grad for g in ctx.saved_tensors]
         return scaled[0], None, None, None, None, None, *scaled[1:]
-
-
-def _or_zero(gradient: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if gradient is None else gradient
 
 
 class _MeanSquaredDistance(torch.autograd.Function):
