@@ -258,6 +258,9 @@ def test_ctrl_c_while_rendering_leaves_nothing_at_out(tmp_path):
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A shell that runs the suite in the background starts it with SIGINT ignored, and a
+        # Python started with SIGINT ignored never raises KeyboardInterrupt: restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = b""
     deadline = time.monotonic() + 120
