@@ -236,6 +236,28 @@ def test_gradcheck_broadcast(kernel):
     assert torch.autograd.gradcheck(betainc, (a, b, x))
 
 
+@pytest.mark.parametrize("dim", [None, 0])
+def test_gradcheck_shared_parameters(dim):
+    # Runs of 400 values that share (a, b): the lanes kernel, as priors use it (no fixture).
+    generator = torch.Generator().manual_seed(8)
+    if dim is None:
+        a = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+        b = torch.tensor(2.5, dtype=torch.float64, requires_grad=True)
+        shape = (400,)
+    else:
+        a = torch.tensor([[0.7], [3.0]], dtype=torch.float64, requires_grad=True)
+        b = torch.tensor([[2.5], [0.4]], dtype=torch.float64, requires_grad=True)
+        shape = (2, 400)
+    x = (torch.rand(shape, dtype=torch.float64, generator=generator) * 0.98 + 0.01).requires_grad_()
+    laid_out = [_incomplete_beta_cpu._flat_layout(t.detach(), x.shape) for t in (a, b, x)]
+    arrays, layout = (
+        [array for array, _ in laid_out],
+        np.array([pattern for _, pattern in laid_out]),
+    )
+    assert _incomplete_beta_cpu._shared_parameter_runs(arrays, layout, x.numel()) == 400
+    assert torch.autograd.gradcheck(betainc, (a, b, x))
+
+
 # --- properties -----------------------------------------------------------------------------
 # Each example is a batch of points, evaluated in one call of each kernel (the portable kernel
 # costs a fixed number of vector operations per call, so it runs fewer examples).
