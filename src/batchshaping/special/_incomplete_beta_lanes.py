@@ -194,30 +194,15 @@ def _rescale(state):
 
 
 @_jit
-def _block(
-    a,
-    b,
-    terms,
-    x,
-    begin,
-    end,
-    out,
-    grad_a,
-    grad_b,
-    grad_x,
-    want_grad,
-    want_density,
-    tol,
-    tiny,
-    huge,
-    scratch,
-    bins,
-    order,
-    counts,
-    lane_t,
-    state,
-):
-    """Fill ``out[begin:end]`` (and the gradients asked for) for one (a, b)."""
+def _block(a, b, terms, x, begin, end, outputs, options, work):
+    """Fill ``out[begin:end]`` (and the gradients asked for) for one (a, b).
+
+    ``outputs`` is (out, grad_a, grad_b, grad_x), ``options`` (want_grad, want_density, tol,
+    tiny, huge) as in :func:`betainc_runs_kernel`, ``work`` the scratch arrays it allocates.
+    """
+    out, grad_a, grad_b, grad_x = outputs
+    want_grad, want_density, tol, tiny, huge = options
+    scratch, bins, order, counts, lane_t, state = work
     log_beta, psi_a, psi_b, psi_ab = terms
     size = end - begin
     per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
@@ -336,12 +321,16 @@ def betainc_runs_kernel(
     ``(i // layout[k, 0]) % layout[k, 1]``, constant on each run ``[r * run_length,
     (r + 1) * run_length)``.
     """
-    scratch = np.empty((4, _BLOCK))
-    bins = np.empty(_BLOCK, dtype=np.int64)
-    order = np.empty(_BLOCK, dtype=np.int64)
-    counts = np.empty(2 * _MAX_BINS + 1, dtype=np.int64)
-    lane_t = np.empty(_LANES)
-    state = np.empty(_STATE_SIZE)
+    work = (
+        np.empty((4, _BLOCK)),  # per element: t (x or 1 - x), prefactor, log x, log(1 - x)
+        np.empty(_BLOCK, dtype=np.int64),  # its bin
+        np.empty(_BLOCK, dtype=np.int64),  # the elements in bin order
+        np.empty(2 * _MAX_BINS + 1, dtype=np.int64),  # bin boundaries
+        np.empty(_LANES),  # one chunk's t
+        np.empty(_STATE_SIZE),  # the lanes' state
+    )
+    outputs = (out, grad_a, grad_b, grad_x)
+    options = (want_grad, want_density, tol, tiny, huge)
     begin = start
     while begin < stop:
         run_end = min(stop, (begin // run_length + 1) * run_length)
@@ -349,27 +338,6 @@ def betainc_runs_kernel(
         b_run = np.float64(b[(begin // layout[1, 0]) % layout[1, 1]])
         terms = parameter_terms(a_run, b_run, want_grad)
         for block in range(begin, run_end, _BLOCK):
-            _block(
-                a_run,
-                b_run,
-                terms,
-                x,
-                block,
-                min(run_end, block + _BLOCK),
-                out,
-                grad_a,
-                grad_b,
-                grad_x,
-                want_grad,
-                want_density,
-                tol,
-                tiny,
-                huge,
-                scratch,
-                bins,
-                order,
-                counts,
-                lane_t,
-                state,
-            )
+            end = min(run_end, block + _BLOCK)
+            _block(a_run, b_run, terms, x, block, end, outputs, options, work)
         begin = run_end
