@@ -122,16 +122,27 @@ def _pair(odd, even, t, tol, state):
         d = even * t[j]
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
-        # |K_n - K_{n-2}| <= tol |K_n|, cross-multiplied as in the per-element kernel.
-        cross = num * state[_DEN_LAST + j]
-        converged = abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
-        state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
-        state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
-        state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
-        done = max(state[_DONE + j], 1.0 if converged else 0.0)
-        state[_DONE + j] = done
-        remaining += done < 1.0
+        converged = _value_converged(num, den, tol, state, j)
+        remaining += _store_values(num_prev, num, den_prev, den, converged, state, j)
     return remaining
+
+
+@_jit
+def _value_converged(num, den, tol, state, j):
+    """|K_n - K_{n-2}| <= tol |K_n| in lane j, cross-multiplied as in the per-element kernel."""
+    cross = num * state[_DEN_LAST + j]
+    return abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
+
+
+@_jit
+def _store_values(num_prev, num, den_prev, den, converged, state, j):
+    """Store lane j's convergents and whether it has converged; 1 if it goes on, else 0."""
+    state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
+    state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
+    state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
+    done = max(state[_DONE + j], 1.0 if converged else 0.0)
+    state[_DONE + j] = done
+    return done < 1.0
 
 
 @_jit
@@ -156,8 +167,7 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
             den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
             num_prev, num = num, num + d * num_prev
             den_prev, den = den, den + d * den_prev
-        cross = num * state[_DEN_LAST + j]
-        converged = abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
+        converged = _value_converged(num, den, tol, state, j)
         # d log K = dA / A - dB / B over one division, tested in every lane at every pair.
         inverse = 1.0 / (num * den)
         log_k_a = (num_a * den - den_a * num) * inverse
@@ -167,17 +177,12 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
             & (abs(log_k_a - state[_LOG_K_A + j]) <= tol * (abs(log_k_a) + 1.0))
             & (abs(log_k_b - state[_LOG_K_B + j]) <= tol * (abs(log_k_b) + 1.0))
         )
-        state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
-        state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
         state[_NUM_PREV_A + j], state[_NUM_A + j] = num_prev_a, num_a
         state[_DEN_PREV_A + j], state[_DEN_A + j] = den_prev_a, den_a
         state[_NUM_PREV_B + j], state[_NUM_B + j] = num_prev_b, num_b
         state[_DEN_PREV_B + j], state[_DEN_B + j] = den_prev_b, den_b
-        state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
         state[_LOG_K_A + j], state[_LOG_K_B + j] = log_k_a, log_k_b
-        done = max(state[_DONE + j], 1.0 if converged else 0.0)
-        state[_DONE + j] = done
-        remaining += done < 1.0
+        remaining += _store_values(num_prev, num, den_prev, den, converged, state, j)
     return remaining
 
 
