@@ -338,4 +338,7 @@ def test_relaxed_bernoulli_cdf_is_monotone_and_matches_logit_form(temperature, p
 def test_beta_cdf_from_logits_is_monotone_in_unit_interval(a, b, z):
     cdf = Beta(tensor(a), tensor(b)).cdf_from_logits(tensor(sorted(z)))
     assert ((cdf >= 0) & (cdf <= 1)).all()
-    assert (cdf.diff() >= -1e-15).all()
+    # Across z = 0 the CDF switches from I_s(a, b) to 1 - I_s(b, a): a step of up to twice the
+    # error of a value, which is ~1e-15 near 1/2 (Beta(6, 6) at 1/2 is 0.5 + 1.1e-15; the
+    # accuracy tests bound it by 1e-12 and have seen 2.6e-14).
+    assert (cdf.diff() >= -1e-13).all()
