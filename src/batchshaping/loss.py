@@ -133,8 +133,11 @@ def batch_shaping_loss(
     ranked = _RANKED_ROUTE
     if ranked is None:
         ranked = _ranking.host_ranking_applies(values)
-    if ranked and reduction != "none" and _chunks_apply(values, prior):
-        return _loss_in_chunks(values, mask_last, prior, ties, logits, reduction).to(x.dtype)
+    if ranked and reduction != "none" and _chunks_apply(values):
+        rebuildable = _rebuildable(prior)
+        if rebuildable is not None:
+            loss = _loss_in_chunks(values, mask_last, rebuildable, ties, logits, reduction)
+            return loss.to(x.dtype)
     if ranked:
         losses = _losses_from_ranks(values, mask_last, prior, ties, logits)
     else:
@@ -388,26 +391,29 @@ def _chunk_samples(values: Tensor) -> int:
     return max(1, _CHUNK // max(1, groups))
 
 
-def _chunks_apply(values: Tensor, prior: Distribution) -> bool:
-    """Large enough to gain from chunks, a prior that gains, and chunks that are not too thin
-    (a chunk's fixed costs spread over enough values of each group)."""
+def _chunks_apply(values: Tensor) -> bool:
+    """Large enough to gain from chunks (for a prior that gains: :func:`_rebuildable`), and chunks
+    that are not too thin (a chunk's fixed costs spread over enough values of each group)."""
+    samples = _chunk_samples(values)
     return (
         values.numel() >= _CHUNKED_MIN
-        and values.shape[-1] > _chunk_samples(values)
-        and _chunk_samples(values) >= _MIN_CHUNK_SAMPLES
-        and _rebuildable(prior) is not None
+        and values.shape[-1] > samples
+        and samples >= _MIN_CHUNK_SAMPLES
     )
 
 
 def _loss_in_chunks(
     values: Tensor,
     mask: Tensor | None,
-    prior: Distribution,
+    rebuildable,
     ties: bool,
     logits: bool,
     reduction: str,
 ) -> Tensor:
-    """The reduced loss (mean or sum over groups) of the ranked route, in chunks."""
+    """The reduced loss (mean or sum over groups) of the ranked route, in chunks.
+
+    ``rebuildable`` is :func:`_rebuildable` of the prior.
+    """
     empirical, values, counts = _ranked_inputs(values, mask, ties)
     groups = math.prod(values.shape[:-1])
     if counts is None:
@@ -416,7 +422,7 @@ def _loss_in_chunks(
         weight = counts.clamp(min=1).to(values.dtype).reciprocal().unsqueeze(-1)
     if reduction == "mean":
         weight = weight / max(1, groups)
-    build, parameters = _rebuildable(prior)
+    build, parameters = rebuildable
     return _ChunkedSquaredDistance.apply(
         values, empirical, weight, mask, build, logits, *parameters
     )

@@ -215,6 +215,52 @@ def _fraction_coefficients(a, b, m):
 
 
 @_jit
+def _derivative_step(previous, previous_derivative, derivative, d, d_derivative):
+    """One step of the derivative of the convergents' recurrence A_n = A_{n-1} + d_n A_{n-2}.
+
+    From (A'_{n-2}, A'_{n-1}) to (A'_{n-1}, A'_n), A'_n = A'_{n-1} + d_n' A_{n-2} + d_n A'_{n-2};
+    ``previous`` is A_{n-2} (B likewise). Both CPU kernels step their derivatives with it.
+    """
+    return derivative, derivative + d_derivative * previous + d * previous_derivative
+
+
+@_jit
+def _fraction_gradients(tail, p, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi):
+    """d/dp and d/dq of ``tail`` = I_t(p, q) = t^p u^q / (p B(p, q)) * B_n / A_n, u = 1 - t.
+
+    (num, den) are the fraction's last convergents (A_n, B_n), their p and q derivatives beside
+    them, ``psi`` = (psi(p), psi(q), psi(p + q)): d log K = dA_n / A_n - dB_n / B_n.
+    """
+    psi_p, psi_q, psi_pq = psi
+    log_k_p = num_p / num - den_p / den
+    log_k_q = num_q / num - den_q / den
+    grad_p = tail * (log_t - 1.0 / p - psi_p + psi_pq - log_k_p)
+    grad_q = tail * (log_u - psi_q + psi_pq - log_k_q)
+    return grad_p, grad_q
+
+
+@_jit
+def _density(x, y, log_x, log_y, log_power, power, huge):
+    """The Beta density x^(a-1) y^(b-1) / B(a, b) inside (0, 1), capped at ``huge``.
+
+    From the prefactor ``power`` = x^a y^b / B(a, b) (``log_power`` its log) where it is a normal
+    number, else in log space.
+    """
+    if power > 0.0:
+        return min(power / (x * y), huge)
+    return min(math.exp(log_power - log_x - log_y), huge)
+
+
+@_jit
+def _end_point_density(a, b, x, log_beta, tiny, huge):
+    """The density at x = 0 or 1: where it is infinite, at the nearest normal number ``tiny``
+    away, capped at ``huge``, so that gradients stay finite."""
+    log_x = math.log(max(x, tiny))
+    log_y = math.log(max(1.0 - x, tiny))
+    return min(math.exp((a - 1.0) * log_x + (b - 1.0) * log_y - log_beta), huge)
+
+
+@_jit
 def _continued_fraction(
     a, b, x, log_x, log_y, power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
 ):
@@ -249,10 +295,10 @@ def _continued_fraction(
         else:
             d, d_a, d_b = even * x, even_a * x, even_b * x
         if want_grad:
-            num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
-            den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
-            num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
-            den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
+            num_prev_a, num_a = _derivative_step(num_prev, num_prev_a, num_a, d, d_a)
+            den_prev_a, den_a = _derivative_step(den_prev, den_prev_a, den_a, d, d_a)
+            num_prev_b, num_b = _derivative_step(num_prev, num_prev_b, num_b, d, d_b)
+            den_prev_b, den_b = _derivative_step(den_prev, den_prev_b, den_b, d, d_b)
         num_prev, num = num, num + d * num_prev
         den_prev, den = den, den + d * den_prev
         if n % 2 == 1:
@@ -293,10 +339,9 @@ def _continued_fraction(
     result = power / a * den / num
     if not want_grad:
         return result, 0.0, 0.0
-    log_k_a = num_a / num - den_a / den
-    log_k_b = num_b / num - den_b / den
-    grad_a = result * (log_x - 1.0 / a - psi_a + psi_ab - log_k_a)
-    grad_b = result * (log_y - psi_b + psi_ab - log_k_b)
+    grad_a, grad_b = _fraction_gradients(
+        result, a, num, den, num_a, den_a, num_b, den_b, log_x, log_y, (psi_a, psi_b, psi_ab)
+    )
     return result, grad_a, grad_b
 
 
@@ -402,10 +447,7 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
     if x == 0.0 or x == 1.0:
         density = 0.0
         if want_density and not degenerate:
-            log_x = math.log(max(x, tiny))
-            log_y = math.log(max(1.0 - x, tiny))
-            log_density = (a - 1.0) * log_x + (b - 1.0) * log_y - terms[0]
-            density = min(math.exp(log_density), huge)
+            density = _end_point_density(a, b, x, terms[0], tiny, huge)
         return x, 0.0, 0.0, density
     if a == 0.0 and b == 0.0:
         return _NAN, _NAN, _NAN, _NAN
@@ -420,12 +462,7 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
     log_power = _log_power_terms(a, b, x, y, log_x, log_y, log_beta)
     # x^a y^b / B(a, b), shared by the density and the continued fraction's prefactor.
     power = math.exp(log_power) if log_power > _LOG_UNDERFLOW else 0.0
-    density = 0.0
-    if want_density:
-        if power > 0.0:
-            density = min(power / (x * y), huge)
-        else:
-            density = min(math.exp(log_power - log_x - log_y), huge)
+    density = _density(x, y, log_x, log_y, log_power, power, huge) if want_density else 0.0
     if x * (a + b + 2.0) <= a + 1.0:
         value, grad_a, grad_b = _lower_tail(
             a,

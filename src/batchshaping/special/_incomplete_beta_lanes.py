@@ -32,7 +32,11 @@ from batchshaping.special._incomplete_beta_cpu import (
     _MAX_TERMS,
     _RESCALE_HIGH,
     _RESCALE_LOW,
+    _density,
+    _derivative_step,
+    _end_point_density,
     _fraction_coefficients,
+    _fraction_gradients,
     _log_power_terms,
     parameter_terms,
 )
@@ -161,10 +165,10 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
             (even, even_a, even_b),
         ):
             d, d_a, d_b = coefficient * t[j], coefficient_a * t[j], coefficient_b * t[j]
-            num_prev_a, num_a = num_a, num_a + d_a * num_prev + d * num_prev_a
-            den_prev_a, den_a = den_a, den_a + d_a * den_prev + d * den_prev_a
-            num_prev_b, num_b = num_b, num_b + d_b * num_prev + d * num_prev_b
-            den_prev_b, den_b = den_b, den_b + d_b * den_prev + d * den_prev_b
+            num_prev_a, num_a = _derivative_step(num_prev, num_prev_a, num_a, d, d_a)
+            den_prev_a, den_a = _derivative_step(den_prev, den_prev_a, den_a, d, d_a)
+            num_prev_b, num_b = _derivative_step(num_prev, num_prev_b, num_b, d, d_b)
+            den_prev_b, den_b = _derivative_step(den_prev, den_prev_b, den_b, d, d_b)
             num_prev, num = num, num + d * num_prev
             den_prev, den = den, den + d * den_prev
         converged = _value_converged(num, den, tol, state, j)
@@ -227,12 +231,9 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
             if want_grad:
                 grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
             if want_density:
-                density = math.nan
-                if inside:
-                    log_x = math.log(max(value, tiny))
-                    log_y = math.log(max(1.0 - value, tiny))
-                    density = min(math.exp((a - 1.0) * log_x + (b - 1.0) * log_y - log_beta), huge)
-                grad_x[i] = density
+                grad_x[i] = (
+                    _end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
+                )
             continue
         y = 1.0 - value
         log_x = math.log(value)
@@ -240,10 +241,7 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         log_power = _log_power_terms(a, b, value, y, log_x, log_y, log_beta)
         power = math.exp(log_power) if log_power > _LOG_UNDERFLOW else 0.0
         if want_density:
-            if power > 0.0:
-                grad_x[i] = min(power / (value * y), huge)
-            else:
-                grad_x[i] = min(math.exp(log_power - log_x - log_y), huge)
+            grad_x[i] = _density(value, y, log_x, log_y, log_power, power, huge)
         lower = value * (a + b + 2.0) <= a + 1.0
         if power == 0.0:  # 0 (or 1) to working precision
             out[i] = 0.0 if lower else 1.0
@@ -274,7 +272,7 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         stop = counts[c]
         reflected = c >= per_side
         p, q = (b, a) if reflected else (a, b)
-        psi_p, psi_q = (psi_b, psi_a) if reflected else (psi_a, psi_b)
+        psi = (psi_b, psi_a, psi_ab) if reflected else (psi_a, psi_b, psi_ab)
         for first in range(start, stop, _LANES):
             filled = min(_LANES, stop - first)
             for j in range(_LANES):
@@ -289,11 +287,20 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
                 if not want_grad:
                     continue
                 log_x, log_y = scratch[2, k], scratch[3, k]
-                log_t, log_one_minus_t = (log_y, log_x) if reflected else (log_x, log_y)
-                log_k_p = state[_NUM_A + j] / num - state[_DEN_A + j] / den
-                log_k_q = state[_NUM_B + j] / num - state[_DEN_B + j] / den
-                grad_p = tail * (log_t - 1.0 / p - psi_p + psi_ab - log_k_p)
-                grad_q = tail * (log_one_minus_t - psi_q + psi_ab - log_k_q)
+                log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
+                grad_p, grad_q = _fraction_gradients(
+                    tail,
+                    p,
+                    num,
+                    den,
+                    state[_NUM_A + j],
+                    state[_DEN_A + j],
+                    state[_NUM_B + j],
+                    state[_DEN_B + j],
+                    log_t,
+                    log_u,
+                    psi,
+                )
                 if reflected:
                     grad_a[i], grad_b[i] = -grad_q, -grad_p
                 else:
