@@ -1,24 +1,34 @@
 """The regularized incomplete beta function I_x(a, b), differentiable in a, b and x.
 
-One ``torch.library`` custom op, ``batchshaping::betainc``, with
-
-- CPU kernels (numba, all cores): one for runs of elements that share (a, b), advancing many of
-  them together through the continued fraction in SIMD lanes, and one per element, each with its
-  own stopping point, for everything else;
-- a portable kernel in plain torch operations (fixed iteration count, no host-device
-  synchronisation) registered for every other device, CUDA included;
-- a fake implementation, so that the op traces under ``torch.compile(fullgraph=True)``;
-- an autograd formula: the kernels return the exact derivatives with the value, in one pass.
+- One ``torch.library`` custom op, ``batchshaping::betainc``, that returns the value and its
+  three first derivatives in one kernel pass; the kernel is chosen by the registry of
+  :mod:`batchshaping.special.kernels` (numba on the CPU, a portable torch kernel elsewhere). It
+  has a fake implementation, so that it traces under ``torch.compile(fullgraph=True)``, and a
+  batching rule, so that ``torch.func.vmap`` runs it once for the whole batch.
+- An autograd function around it (:class:`_IncompleteBeta`) with ``setup_context``, ``jvp`` and
+  a generated batching rule: reverse and forward mode, and the ``torch.func`` transforms.
+- Second derivatives: in x they are exact (the derivatives of the Beta density,
+  :class:`_BetaDensity`); in a and b they are not available, and asking for one raises an error
+  instead of returning a wrong number (:class:`_ParameterGradients`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
+from torch.autograd.function import once_differentiable
 
-from batchshaping.special._incomplete_beta_torch import betainc_torch
+from batchshaping.special import kernels
+from batchshaping.special._portable import log_beta
 
-__all__ = ["betainc"]
+__all__ = ["BroadcastError", "betainc"]
+
+_SECOND_ORDER_IN_PARAMETERS = (
+    "betainc: second derivatives with respect to a or b alone (d2I/da2, d2I/da db, d2I/db2) are "
+    "not supported; first derivatives in a and b, and the second derivatives that involve x, "
+    "are. Detach a and b, or differentiate with respect to them only once"
+)
 
 
 class BroadcastError(ValueError, RuntimeError):
@@ -29,23 +39,7 @@ class BroadcastError(ValueError, RuntimeError):
 def _betainc_op(
     a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return betainc_torch(a, b, x, grad_ab, grad_x)
-
-
-# The tests set this to run the portable kernel on the CPU, so that CI checks what CUDA runs.
-_PORTABLE_ON_CPU = False
-
-
-@_betainc_op.register_kernel("cpu")
-def _betainc_op_cpu(
-    a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    if _PORTABLE_ON_CPU:
-        return betainc_torch(a, b, x, grad_ab, grad_x)
-    # numba loads on first use, not when the package is imported.
-    from batchshaping.special._incomplete_beta_cpu import betainc_cpu
-
-    return betainc_cpu(a, b, x, grad_ab, grad_x)
+    return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
 
 
 @_betainc_op.register_fake
@@ -60,27 +54,198 @@ def _betainc_op_fake(
     return new(True), new(grad_ab), new(grad_ab), new(grad_x)
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    a, b, x, _, _ = inputs
-    _, grad_a, grad_b, grad_x = output
-    ctx.shapes = (a.shape, b.shape, x.shape)
-    ctx.save_for_backward(grad_a, grad_b, grad_x)
-    ctx.mark_non_differentiable(*output[1:])
+@_betainc_op.register_vmap
+def _betainc_op_vmap(info, in_dims, a, b, x, grad_ab, grad_x):
+    # Elementwise: the batch dimension goes first, each batched input is padded to the logical
+    # rank of the widest so that broadcasting lines them up, and one call does the whole batch.
+    tensors = (a, b, x)
+    rank = max(t.dim() - (d is not None) for t, d in zip(tensors, in_dims[:3], strict=True))
+    moved = []
+    for t, d in zip(tensors, in_dims[:3], strict=True):
+        if d is None:
+            moved.append(t)
+            continue
+        t = t.movedim(d, 0)
+        moved.append(t.reshape(t.shape[0], *(1,) * (rank + 1 - t.dim()), *t.shape[1:]))
+    outputs = _betainc_op(*moved, grad_ab, grad_x)
+    # Gradients not asked for are empty tensors, without a batch dimension.
+    return outputs, (0, 0 if grad_ab else None, 0 if grad_ab else None, 0 if grad_x else None)
 
 
-def _backward(ctx, grad_value, _grad_a, _grad_b, _grad_x):
-    grad_a, grad_b, grad_x = ctx.saved_tensors
-    shape_a, shape_b, shape_x = ctx.shapes
-    needs_a, needs_b, needs_x = ctx.needs_input_grad[:3]
-    # The saved derivatives are constants: second derivatives are not supported.
-    with torch.no_grad():
-        result_a = (grad_value * grad_a).sum_to_size(shape_a) if needs_a else None
-        result_b = (grad_value * grad_b).sum_to_size(shape_b) if needs_b else None
-        result_x = (grad_value * grad_x).sum_to_size(shape_x) if needs_x else None
-    return result_a, result_b, result_x, None, None
+class _IncompleteBeta(torch.autograd.Function):
+    """I_x(a, b) from the op, with its saved first derivatives for reverse and forward mode."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b, x, grad_ab, grad_x):
+        return _betainc_op(a, b, x, grad_ab, grad_x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, x, _, _ = inputs
+        _, grad_a, grad_b, grad_x = output
+        ctx.save_for_backward(a, b, x, grad_a, grad_b, grad_x)
+        ctx.save_for_forward(grad_a, grad_b, grad_x)
+        ctx.mark_non_differentiable(*output[1:])
+
+    @staticmethod
+    def backward(ctx, grad_value, _grad_a, _grad_b, _grad_x):
+        a, b, x, grad_a, grad_b, grad_x = ctx.saved_tensors
+        needs_a, needs_b, needs_x = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            # A graph of the backward is asked for (create_graph, torch.func): the derivatives
+            # become functions of a, b and x with the right derivatives of their own.
+            if needs_x:
+                grad_x = _BetaDensity.apply(a, b, x, grad_x)
+            if needs_a or needs_b:
+                grad_a, grad_b = _ParameterGradients.apply(a, b, x, grad_a, grad_b)
+        result_a = (grad_value * grad_a).sum_to_size(a.shape) if needs_a else None
+        result_b = (grad_value * grad_b).sum_to_size(b.shape) if needs_b else None
+        result_x = (grad_value * grad_x).sum_to_size(x.shape) if needs_x else None
+        return result_a, result_b, result_x, None, None
 
 
-_betainc_op.register_autograd(_backward, setup_context=_setup_context)
+class _IncompleteBetaForward(_IncompleteBeta):
+    """:class:`_IncompleteBeta` with forward mode too (dynamo does not trace a custom ``jvp``)."""
+
+    @staticmethod
+    def jvp(ctx, tangent_a, tangent_b, tangent_x, _grad_ab, _grad_x):
+        grad_a, grad_b, grad_x = ctx.saved_tensors
+        tangent = None
+        pairs = ((grad_a, tangent_a), (grad_b, tangent_b), (grad_x, tangent_x))
+        for derivative, direction in pairs:
+            if direction is not None:
+                term = derivative * direction
+                tangent = term if tangent is None else tangent + term
+        return tangent, None, None, None
+
+
+class _BetaDensity(torch.autograd.Function):
+    r"""The Beta density, ``density`` given, as a function of (a, b, x) for second derivatives.
+
+    .. math::
+        \frac{\partial f}{\partial x} = f \left(\frac{a - 1}{x} - \frac{b - 1}{1 - x}\right),
+        \quad \frac{\partial f}{\partial a} = f (\log x - \psi(a) + \psi(a + b)),
+        \quad \frac{\partial f}{\partial b} = f (\log(1 - x) - \psi(b) + \psi(a + b)).
+
+    Exact inside (0, 1); at x = 0 or 1 (where the density is the capped convention of the first
+    derivative) they are infinite or NaN, as the true ones are. Third derivatives raise.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b, x, density):
+        return density.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, x, density = inputs
+        ctx.save_for_backward(a, b, x, density)
+        ctx.save_for_forward(a, b, x, density)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        a, b, x, density = ctx.saved_tensors
+        partial_a, partial_b, partial_x = _log_density_partials(a, b, x)
+        wanted = ctx.needs_input_grad
+        return (
+            (grad * density * partial_a).sum_to_size(a.shape) if wanted[0] else None,
+            (grad * density * partial_b).sum_to_size(b.shape) if wanted[1] else None,
+            (grad * density * partial_x).sum_to_size(x.shape) if wanted[2] else None,
+            None,
+        )
+
+    @staticmethod
+    def jvp(ctx, tangent_a, tangent_b, tangent_x, _tangent_density):
+        a, b, x, density = ctx.saved_tensors
+        partials = _log_density_partials(a, b, x)
+        tangent = torch.zeros_like(density)
+        for partial, direction in zip(partials, (tangent_a, tangent_b, tangent_x), strict=True):
+            if direction is not None:
+                tangent = tangent + density * partial * direction
+        return tangent
+
+
+class _ParameterGradients(torch.autograd.Function):
+    """dI/da and dI/db, given, as functions of (a, b, x): their x derivatives are those of the
+    density in a and b; their a and b derivatives are not available and raise."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b, x, grad_a, grad_b):
+        return grad_a.clone(), grad_b.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, x, _, _ = inputs
+        ctx.save_for_backward(a, b, x)
+        ctx.save_for_forward(a, b, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_of_a, grad_of_b):
+        if _will_differentiate(ctx, 0) or _will_differentiate(ctx, 1):
+            raise NotImplementedError(_SECOND_ORDER_IN_PARAMETERS)
+        a, b, x = ctx.saved_tensors
+        result_x = None
+        if ctx.needs_input_grad[2]:
+            result_x = _mixed_partials(a, b, x, grad_of_a, grad_of_b).sum_to_size(x.shape)
+        return None, None, result_x, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent_a, tangent_b, tangent_x, _tangent_grad_a, _tangent_grad_b):
+        if tangent_a is not None or tangent_b is not None:
+            raise NotImplementedError(_SECOND_ORDER_IN_PARAMETERS)
+        a, b, x = ctx.saved_tensors
+        density = _density(a, b, x)
+        partial_a, partial_b, _ = _log_density_partials(a, b, x)
+        if tangent_x is None:
+            zero = torch.zeros_like(density)
+            return zero, zero
+        return density * partial_a * tangent_x, density * partial_b * tangent_x
+
+
+def _will_differentiate(ctx, index: int) -> bool:
+    """Whether this backward pass goes on to input ``index`` of the node ``ctx``.
+
+    ``needs_input_grad`` says whether the input requires a gradient at all; the engine knows
+    whether this pass wants it (``torch.autograd.grad(..., inputs=x)`` does not want a's). Where
+    that cannot be told, the answer is yes.
+    """
+    if not ctx.needs_input_grad[index]:
+        return False
+    node = ctx.next_functions[index][0]
+    if node is None:
+        return False
+    try:
+        return torch._C._will_engine_execute_node(node)
+    except RuntimeError:  # not inside the engine's backward pass (torch.func)
+        return True
+
+
+def _log_density_partials(a: Tensor, b: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """d log f / da, d log f / db, d log f / dx of the Beta density f."""
+    psi_ab = torch.digamma(a + b)
+    return (
+        torch.log(x) - torch.digamma(a) + psi_ab,
+        torch.log1p(-x) - torch.digamma(b) + psi_ab,
+        (a - 1) / x - (b - 1) / (1 - x),
+    )
+
+
+def _density(a: Tensor, b: Tensor, x: Tensor) -> Tensor:
+    return torch.exp((a - 1) * torch.log(x) + (b - 1) * torch.log1p(-x) - log_beta(a, b))
+
+
+def _mixed_partials(a: Tensor, b: Tensor, x: Tensor, grad_of_a: Tensor, grad_of_b: Tensor):
+    """sum over (a, b) of the incoming gradients times d^2 I / dx d(a or b) = df / d(a or b)."""
+    density = _density(a, b, x)
+    partial_a, partial_b, _ = _log_density_partials(a, b, x)
+    return density * (grad_of_a * partial_a + grad_of_b * partial_b)
 
 
 def _common_tensors(a, b, x) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
@@ -117,6 +282,17 @@ def _common_tensors(a, b, x) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
     return converted[0], converted[1], converted[2], dtype
 
 
+def _wants_derivatives(*tensors: Tensor) -> bool:
+    """Whether derivatives of the op may be asked for: reverse mode, forward mode, torch.func."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return True
+    return forward_ad._current_level >= 0 and any(
+        forward_ad.unpack_dual(t).tangent is not None for t in tensors
+    )
+
+
 def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     r"""The regularized incomplete beta function, differentiable in ``a``, ``b`` and ``x``.
 
@@ -124,11 +300,18 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
 
         I_x(a, b) = \frac{1}{B(a, b)} \int_0^x t^{a-1} (1 - t)^{b-1} \, dt,
 
-    the CDF of the Beta(a, b) distribution at ``x``. Gradients are exact (analytic, first order):
-    ``dI/dx`` is the Beta density, ``dI/da`` and ``dI/db`` come from the continued fraction (and
-    near the end points the power series) differentiated term by term. On the CPU the value is
-    exact to about 1e-14 in float64; float32 is computed in float64 and rounded; float16 and
-    bfloat16 are computed in float32 and returned in their own dtype.
+    the CDF of the Beta(a, b) distribution at ``x``. Gradients are exact (analytic): ``dI/dx``
+    is the Beta density, ``dI/da`` and ``dI/db`` come from the continued fraction (and near the
+    end points the power series) differentiated term by term. On the CPU the value is exact to
+    about 1e-14 in float64; float32 is computed in float64 and rounded; float16 and bfloat16 are
+    computed in float32 and returned in their own dtype. Which kernel computes it is chosen
+    automatically, or with :func:`batchshaping.special.kernel`.
+
+    Higher derivatives: reverse mode, forward mode (``jvp``) and the ``torch.func`` transforms
+    (``grad``, ``vmap``, ``jacrev``, ``jacfwd``) work. Second derivatives in ``x`` are exact (they
+    are the derivatives of the density, also in ``a`` and ``b``: d^2 I / dx da); second
+    derivatives in ``a`` or ``b`` alone are not available and raise ``NotImplementedError``
+    rather than return a wrong number.
 
     Outside the domain the result is NaN, as in ``scipy.special.betainc``: ``x`` outside [0, 1],
     ``a`` or ``b`` negative or NaN, or ``a = b = 0``. ``x = 0`` gives 0 and ``x = 1`` gives 1 for
@@ -149,8 +332,9 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
 
     Raises:
         TypeError: a complex argument, or one that is not a tensor or a real number.
-        ValueError: shapes that do not broadcast (the error names them), or tensors on different
-            devices.
+        ValueError: shapes that do not broadcast (the error names them), tensors on different
+            devices, or a kernel chosen with :func:`~batchshaping.special.kernel` that does not
+            run on their device.
 
     Example:
         >>> import torch
@@ -164,8 +348,8 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
         tensor(-0.5198, dtype=torch.float64)
     """
     a, b, x, dtype = _common_tensors(a, b, x)
-    grad_enabled = torch.is_grad_enabled()
-    grad_ab = grad_enabled and (a.requires_grad or b.requires_grad)
-    grad_x = grad_enabled and x.requires_grad
-    value = _betainc_op(a, b, x, grad_ab, grad_x)[0]
+    grad_ab = _wants_derivatives(a, b)
+    grad_x = _wants_derivatives(x)
+    function = _IncompleteBeta if torch.compiler.is_compiling() else _IncompleteBetaForward
+    value = function.apply(a, b, x, grad_ab, grad_x)[0]
     return value if value.dtype == dtype else value.to(dtype)

@@ -1,14 +1,15 @@
 """batchshaping.betainc against independent oracles: scipy (values), mpmath (derivatives).
 
-Every accuracy test runs the three kernels on the CPU (``kernel`` fixture), so that CI checks
-each of them: the numba per-element kernel (``cpu``), the numba kernel that advances many
-elements with shared parameters together (``lanes``; here it takes every input, however short
-its runs of shared parameters), and the portable torch kernel that serves CUDA and other devices.
+Every accuracy test runs every kernel of the registry that can run here (the ``kernel`` fixture
+of ``conftest.py``, through :func:`batchshaping.special.kernel`), so that CI checks each of them:
+the automatic CPU choice (``cpu``), the numba per-element kernel (``cpu-elementwise``), the numba
+kernel that advances elements with shared parameters together (``cpu-shared``, which takes every
+input, however short its runs of shared parameters), and the portable torch kernel that serves
+CUDA and other devices (``portable``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import mpmath
@@ -20,30 +21,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import batchshaping
-from batchshaping.special import _incomplete_beta_cpu, incomplete_beta
+from batchshaping import special
+from batchshaping.special import _cpu_host, incomplete_beta
 from batchshaping.special.incomplete_beta import BroadcastError, betainc
-
-KERNELS = ["cpu", "lanes", "portable"]
-# The shortest run of shared parameters that each kernel choice sends to the lanes kernel.
-_MIN_SHARED_RUN = {"cpu": math.inf, "lanes": 1, "portable": math.inf}
-
-
-@contextlib.contextmanager
-def _kernel(name):
-    saved = incomplete_beta._PORTABLE_ON_CPU, _incomplete_beta_cpu.MIN_SHARED_RUN
-    incomplete_beta._PORTABLE_ON_CPU = name == "portable"
-    _incomplete_beta_cpu.MIN_SHARED_RUN = _MIN_SHARED_RUN[name]
-    try:
-        yield
-    finally:
-        incomplete_beta._PORTABLE_ON_CPU, _incomplete_beta_cpu.MIN_SHARED_RUN = saved
-
-
-@pytest.fixture(params=KERNELS)
-def kernel(request):
-    with _kernel(request.param):
-        yield request.param
 
 
 def _log_uniform(rng, low, high, n):
@@ -238,7 +218,7 @@ def test_gradcheck_broadcast(kernel):
 
 @pytest.mark.parametrize("dim", [None, 0])
 def test_gradcheck_shared_parameters(dim):
-    # Runs of 400 values that share (a, b): the lanes kernel, as priors use it (no fixture).
+    # Runs of 400 values that share (a, b): the automatic choice takes the shared-parameter kernel.
     generator = torch.Generator().manual_seed(8)
     if dim is None:
         a = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
@@ -249,12 +229,8 @@ def test_gradcheck_shared_parameters(dim):
         b = torch.tensor([[2.5], [0.4]], dtype=torch.float64, requires_grad=True)
         shape = (2, 400)
     x = (torch.rand(shape, dtype=torch.float64, generator=generator) * 0.98 + 0.01).requires_grad_()
-    laid_out = [_incomplete_beta_cpu._flat_layout(t.detach(), x.shape) for t in (a, b, x)]
-    arrays, layout = (
-        [array for array, _ in laid_out],
-        np.array([pattern for _, pattern in laid_out]),
-    )
-    assert _incomplete_beta_cpu._shared_parameter_runs(arrays, layout, x.numel()) == 400
+    call = _cpu_host.prepare(a, b, x, True, True)
+    assert _cpu_host.shared_run_length(call, min_run=256) == 400
     assert torch.autograd.gradcheck(betainc, (a, b, x))
 
 
@@ -265,7 +241,9 @@ def test_gradcheck_shared_parameters(dim):
 parameters = st.floats(1e-3, 1e3)
 # Dyadic points, so that 1 - x is exact and the reflection is tested, not the rounding of 1 - x.
 interior = st.integers(1, 2**30 - 1).map(lambda k: k / 2**30)
-EXAMPLES = {"cpu": 150, "lanes": 150, "portable": 15}
+KERNELS = special.available_kernels()
+# The portable kernel costs a fixed number of vector operations per call: fewer examples.
+EXAMPLES = {"portable": 15}
 
 
 def _columns(rows):
@@ -278,11 +256,11 @@ def _batches(*elements):
 
 @pytest.mark.parametrize("name", KERNELS)
 def test_reflection(name):
-    @settings(max_examples=EXAMPLES[name], deadline=None)
+    @settings(max_examples=EXAMPLES.get(name, 150), deadline=None)
     @given(_batches(parameters, parameters, interior))
     def check(batch):
         a, b, x = batch
-        with _kernel(name):
+        with special.kernel(name):
             difference = betainc(a, b, x) - (1.0 - betainc(b, a, 1.0 - x))
         assert difference.abs().max().item() <= 1e-12
 
@@ -291,11 +269,11 @@ def test_reflection(name):
 
 @pytest.mark.parametrize("name", KERNELS)
 def test_monotone_in_x(name):
-    @settings(max_examples=EXAMPLES[name], deadline=None)
+    @settings(max_examples=EXAMPLES.get(name, 150), deadline=None)
     @given(parameters, parameters, st.lists(st.floats(0.0, 1.0), min_size=2, max_size=64))
     def check(a, b, xs):
         x = torch.tensor(sorted(xs), dtype=torch.float64)
-        with _kernel(name):
+        with special.kernel(name):
             values = betainc(torch.tensor(a, dtype=torch.float64), b, x)
         assert (values.diff() >= 0).all()
 
@@ -304,7 +282,7 @@ def test_monotone_in_x(name):
 
 @pytest.mark.parametrize("name", KERNELS)
 def test_recurrence_in_a(name):
-    @settings(max_examples=EXAMPLES[name], deadline=None)
+    @settings(max_examples=EXAMPLES.get(name, 150), deadline=None)
     @given(_batches(st.floats(1e-2, 500.0), st.floats(1e-2, 500.0), st.floats(1e-6, 1 - 1e-6)))
     def check(batch):
         a, b, x = batch
@@ -314,7 +292,7 @@ def test_recurrence_in_a(name):
             - a.log()
             - torch.from_numpy(scipy.special.betaln(a.numpy(), b.numpy()))
         )
-        with _kernel(name):
+        with special.kernel(name):
             difference = betainc(a + 1.0, b, x) - (betainc(a, b, x) - log_step.exp())
         assert difference.abs().max().item() <= 1e-12
 
@@ -403,11 +381,11 @@ def test_shared_parameters_match_the_per_element_kernel(a, b, dtype):
     x[:9] = [0.0, 1.0, -0.5, 1.5, math.nan, 1e-300, 1e-30, 1.0 - 1e-7, a / (a + b)]
     x[9:1000] = rng.uniform(0.0, 1.0, 991) ** 8  # crowd the lower bins
     results = {}
-    for name in ("cpu", "lanes"):
-        with _kernel(name):
+    for name in ("cpu-elementwise", "cpu-shared"):
+        with special.kernel(name):
             results[name] = _value_and_grads(np.full(1, a), np.full(1, b), x, dtype)
     tolerance = {"rtol": 1e-13, "atol": 1e-300} if dtype == torch.float64 else {}
-    for found, expected in zip(results["lanes"], results["cpu"], strict=True):
+    for found, expected in zip(results["cpu-shared"], results["cpu-elementwise"], strict=True):
         torch.testing.assert_close(found, expected, equal_nan=True, **tolerance)
     # scipy at the same points, rounded to the dtype as the inputs were.
     precision = np.float32 if dtype == torch.float32 else np.float64
@@ -415,7 +393,7 @@ def test_shared_parameters_match_the_per_element_kernel(a, b, dtype):
         *(np.asarray(v, dtype=precision).astype(np.float64) for v in (a, b, x))
     )
     np.testing.assert_allclose(
-        results["lanes"][0].double().numpy(),
+        results["cpu-shared"][0].double().numpy(),
         reference,
         rtol=1e-12 if dtype == torch.float64 else 2e-6,
         atol=1e-14 if dtype == torch.float64 else 1e-7,
@@ -424,18 +402,6 @@ def test_shared_parameters_match_the_per_element_kernel(a, b, dtype):
 
 def test_empty_input():
     assert betainc(torch.ones(0), 2.0, torch.ones(0)).shape == (0,)
-
-
-def test_exported():
-    assert batchshaping.betainc is betainc
-
-
-@pytest.fixture
-def restore_validation():
-    """torch.compile switches torch.distributions' global validate_args default off."""
-    default = torch.distributions.Distribution._validate_args
-    yield
-    torch.distributions.Distribution.set_default_validate_args(default)
 
 
 def test_torch_compile_fullgraph(restore_validation):
@@ -459,10 +425,7 @@ def test_custom_op_registration():
 
 # --- CUDA ------------------------------------------------------------------------------------
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-
-@cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu_without_synchronisation(dtype):
@@ -484,7 +447,6 @@ def test_cuda_matches_cpu_without_synchronisation(dtype):
         torch.testing.assert_close(ours.cpu(), expected, rtol=tolerance, atol=tolerance)
 
 
-@cuda
 @pytest.mark.cuda
 def test_cuda_torch_compile(restore_validation):
     compiled = torch.compile(lambda a, b, x: betainc(a, b, x).sum(), fullgraph=True)

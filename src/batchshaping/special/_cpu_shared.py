@@ -1,6 +1,7 @@
 """CPU kernel of the incomplete beta function for runs of elements that share (a, b) (numba).
 
-The per-element kernel (``_incomplete_beta_cpu``) follows one element at a time through its
+Kernel ``"cpu-shared"`` of the registry, and the automatic CPU choice ``"cpu"`` for long runs.
+The per-element kernel (``_cpu_elementwise``) follows one element at a time through its
 continued fraction: a chain of dependent multiply-adds, one element after another, bounded by
 latency. When many elements share their parameters (one prior for a batch, one per group), the
 continued fraction's coefficients are the same for all of them, and this kernel instead advances
@@ -24,24 +25,25 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+from torch import Tensor
 
-from batchshaping.special._incomplete_beta_cpu import (
-    _LOG_UNDERFLOW,
-    _MAX_TERMS,
-    _RESCALE_HIGH,
-    _RESCALE_LOW,
-    _density,
-    _derivative_step,
-    _end_point_density,
-    _fraction_coefficients,
-    _fraction_gradients,
-    _log_power_terms,
+from batchshaping._runtime.jit import jit
+from batchshaping.special._cpu_elementwise import elementwise_kernel
+from batchshaping.special._cpu_host import prepare, run_in_threads, shared_run_length
+from batchshaping.special._scalar import (
+    LOG_UNDERFLOW,
+    MAX_TERMS,
+    RESCALE_HIGH,
+    RESCALE_LOW,
+    beta_density,
+    derivative_step,
+    end_point_density,
+    fraction_coefficients,
+    fraction_gradients,
+    log_power_terms,
     parameter_terms,
 )
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 # Elements advanced together. A compile-time constant: with fixed trip counts and rows of the
 # state array a constant distance apart, the compiler can prove the rows do not overlap and
@@ -82,7 +84,7 @@ _RESCALE_EVERY = 8
 _STATE_SIZE = 17 * _LANES
 
 
-@_jit
+@jit
 def _fraction_lanes(p, q, t, want_grad, tol, state):
     """The continued fraction of I_t(p, q) in every lane of ``t`` (``_LANES`` values).
 
@@ -101,8 +103,8 @@ def _fraction_lanes(p, q, t, want_grad, tol, state):
     for row in range(_NUM_PREV_A, _LOG_K_A, _LANES):
         for j in range(_LANES):
             state[row + j] = 0.0
-    for m in range(_MAX_TERMS):
-        odd, odd_a, odd_b, even, even_a, even_b = _fraction_coefficients(p, q, m)
+    for m in range(MAX_TERMS):
+        odd, odd_a, odd_b, even, even_a, even_b = fraction_coefficients(p, q, m)
         if want_grad:
             remaining = _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
         else:
@@ -113,7 +115,7 @@ def _fraction_lanes(p, q, t, want_grad, tol, state):
             _rescale(state)
 
 
-@_jit
+@jit
 def _pair(odd, even, t, tol, state):
     """Two terms of the fraction in every lane, values only; returns how many lanes go on."""
     remaining = 0
@@ -131,14 +133,14 @@ def _pair(odd, even, t, tol, state):
     return remaining
 
 
-@_jit
+@jit
 def _value_converged(num, den, tol, state, j):
     """|K_n - K_{n-2}| <= tol |K_n| in lane j, cross-multiplied as in the per-element kernel."""
     cross = num * state[_DEN_LAST + j]
     return abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
 
 
-@_jit
+@jit
 def _store_values(num_prev, num, den_prev, den, converged, state, j):
     """Store lane j's convergents and whether it has converged; 1 if it goes on, else 0."""
     state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
@@ -149,7 +151,7 @@ def _store_values(num_prev, num, den_prev, den, converged, state, j):
     return done < 1.0
 
 
-@_jit
+@jit
 def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state):
     """As :func:`_pair`, carrying the p and q derivatives of the convergents."""
     remaining = 0
@@ -165,10 +167,10 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
             (even, even_a, even_b),
         ):
             d, d_a, d_b = coefficient * t[j], coefficient_a * t[j], coefficient_b * t[j]
-            num_prev_a, num_a = _derivative_step(num_prev, num_prev_a, num_a, d, d_a)
-            den_prev_a, den_a = _derivative_step(den_prev, den_prev_a, den_a, d, d_a)
-            num_prev_b, num_b = _derivative_step(num_prev, num_prev_b, num_b, d, d_b)
-            den_prev_b, den_b = _derivative_step(den_prev, den_prev_b, den_b, d, d_b)
+            num_prev_a, num_a = derivative_step(num_prev, num_prev_a, num_a, d, d_a)
+            den_prev_a, den_a = derivative_step(den_prev, den_prev_a, den_a, d, d_a)
+            num_prev_b, num_b = derivative_step(num_prev, num_prev_b, num_b, d, d_b)
+            den_prev_b, den_b = derivative_step(den_prev, den_prev_b, den_b, d, d_b)
             num_prev, num = num, num + d * num_prev
             den_prev, den = den, den + d * den_prev
         converged = _value_converged(num, den, tol, state, j)
@@ -190,19 +192,19 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
     return remaining
 
 
-@_jit
+@jit
 def _rescale(state):
     """Divide a lane's convergents (and derivatives) by B_n where B_n has drifted far from 1."""
     for j in range(_LANES):
         den = state[_DEN + j]
-        if not (_RESCALE_LOW < abs(den) < _RESCALE_HIGH):
+        if not (RESCALE_LOW < abs(den) < RESCALE_HIGH):
             scale = 1.0 / den if den != 0.0 else 1.0
             for row in range(_NUM_PREV, _LOG_K_A, _LANES):
                 if row != _DONE:
                     state[row + j] *= scale
 
 
-@_jit
+@jit
 def _block(a, b, terms, x, begin, end, outputs, options, work):
     """Fill ``out[begin:end]`` (and the gradients asked for) for one (a, b).
 
@@ -232,16 +234,16 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
                 grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
             if want_density:
                 grad_x[i] = (
-                    _end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
+                    end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
                 )
             continue
         y = 1.0 - value
         log_x = math.log(value)
         log_y = math.log1p(-value)
-        log_power = _log_power_terms(a, b, value, y, log_x, log_y, log_beta)
-        power = math.exp(log_power) if log_power > _LOG_UNDERFLOW else 0.0
+        log_power = log_power_terms(a, b, value, y, log_x, log_y, log_beta)
+        power = math.exp(log_power) if log_power > LOG_UNDERFLOW else 0.0
         if want_density:
-            grad_x[i] = _density(value, y, log_x, log_y, log_power, power, huge)
+            grad_x[i] = beta_density(value, y, log_x, log_y, log_power, power, huge)
         lower = value * (a + b + 2.0) <= a + 1.0
         if power == 0.0:  # 0 (or 1) to working precision
             out[i] = 0.0 if lower else 1.0
@@ -288,7 +290,7 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
                     continue
                 log_x, log_y = scratch[2, k], scratch[3, k]
                 log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
-                grad_p, grad_q = _fraction_gradients(
+                grad_p, grad_q = fraction_gradients(
                     tail,
                     p,
                     num,
@@ -308,8 +310,8 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         start = stop
 
 
-@_jit
-def betainc_runs_kernel(
+@jit
+def _runs_kernel(
     a,
     b,
     x,
@@ -353,3 +355,36 @@ def betainc_runs_kernel(
             end = min(run_end, block + _BLOCK)
             _block(a_run, b_run, terms, x, block, end, outputs, options, work)
         begin = run_end
+
+
+# The automatic CPU choice (kernel "cpu") sends runs of at least this many elements sharing
+# (a, b) here; shorter runs gain nothing from the lanes.
+MIN_AUTOMATIC_RUN = 256
+
+
+def betainc(
+    a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bool, *, min_run: int = 1
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(value, dI/da, dI/db, dI/dx) of the broadcast shape, runs of shared (a, b) in SIMD lanes.
+
+    Inputs this kernel does not take (x not laid out in full, a parameter that is not a
+    positive finite number, runs shorter than ``min_run``) go to the per-element kernel, so any
+    input gets exact results. ``a``, ``b``, ``x``: CPU tensors of one dtype (float32 or float64).
+    """
+    call = prepare(a, b, x, want_grad_ab, want_grad_x)
+    if call.numel:
+        run_length = shared_run_length(call, min_run)
+        if run_length:
+            kernel, extra = _runs_kernel, (run_length,)
+        else:
+            kernel, extra = elementwise_kernel, ()
+        kernel_args = (*call.arrays, call.layout, *extra, *call.out_arrays, *call.options)
+        run_in_threads(kernel, kernel_args, call.numel)
+    return call.outputs
+
+
+def betainc_automatic(
+    a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Kernel ``"cpu"``: long runs of shared (a, b) in lanes, everything else per element."""
+    return betainc(a, b, x, want_grad_ab, want_grad_x, min_run=MIN_AUTOMATIC_RUN)

@@ -1,6 +1,7 @@
 """Portable kernel of the incomplete beta function in plain torch operations.
 
-The same mathematics as the CPU kernel (``_incomplete_beta_cpu``), vectorised: every element runs
+Kernel ``"portable"`` of the registry, for every device. The same mathematics as the per-element
+CPU kernel (``_cpu_elementwise``), vectorised: every element runs
 the power series and the continued fraction for a fixed number of terms, and ``torch.where`` picks
 the right one. A fixed count means no data-dependent control flow, hence no host-device
 synchronisation: this is the implementation registered for CUDA and every device but the CPU.
@@ -34,7 +35,8 @@ def _stirling_error(z: Tensor) -> Tensor:
     )
 
 
-def _log_beta(a: Tensor, b: Tensor) -> Tensor:
+def log_beta(a: Tensor, b: Tensor) -> Tensor:
+    """log B(a, b) of tensors, without the cancellation of lgamma differences for large a, b."""
     small = torch.minimum(a, b)
     big = torch.maximum(a, b)
     direct = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
@@ -66,7 +68,7 @@ def _deviance(k: Tensor, mean: Tensor) -> Tensor:
 
 def _log_power_terms(a, b, x, y, log_x, log_y) -> Tensor:
     """log(x^a y^b / B(a, b)), in saddle-point form when a and b are both large."""
-    direct = a * log_x + b * log_y - _log_beta(a, b)
+    direct = a * log_x + b * log_y - log_beta(a, b)
     large = torch.minimum(a, b) >= _STIRLING_MIN
     a_l = torch.where(large, a, torch.full_like(a, _STIRLING_MIN))
     b_l = torch.where(large, b, torch.full_like(b, _STIRLING_MIN))
@@ -168,8 +170,13 @@ def _continued_fraction(a, b, x, log_x, log_y, log_power, grad: bool):
     return result, grad_a, grad_b
 
 
-def betainc_torch(a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bool):
-    """(value, dI/da, dI/db, dI/dx) of the broadcast shape; unrequested gradients are empty."""
+def betainc(
+    a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(value, dI/da, dI/db, dI/dx) of the broadcast shape; unrequested gradients are empty.
+
+    ``a``, ``b``, ``x``: tensors of one dtype on one device, any device.
+    """
     out_dtype = x.dtype
     work = torch.float32 if x.device.type == "mps" else torch.float64
     shape = torch.broadcast_shapes(a.shape, b.shape, x.shape)
@@ -221,7 +228,7 @@ def betainc_torch(a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad
         b_d = torch.where(positive, b, torch.ones_like(b))
         x_c = x.clamp(finfo.tiny, 1.0)
         y_c = (1.0 - x).clamp_min(finfo.tiny)
-        at_end = (a_d - 1.0) * torch.log(x_c) + (b_d - 1.0) * torch.log(y_c) - _log_beta(a_d, b_d)
+        at_end = (a_d - 1.0) * torch.log(x_c) + (b_d - 1.0) * torch.log(y_c) - log_beta(a_d, b_d)
         log_density = torch.where(interior, log_power - log_x - log_y, at_end)
         density = torch.exp(log_density).clamp_max(finfo.max)
         density = torch.where(positive, density, torch.zeros_like(density))
