@@ -424,7 +424,7 @@ _MEMORY = textwrap.dedent(
     value.backward()
     peak = status()["VmHWM"]
     # What the ranking keeps between calls (its workspace), already resident before the call.
-    from batchshaping import _ranking
+    from batchshaping.loss.routes import ranking as _ranking
     workspace = getattr(_ranking._workspace, "array", None) if {which!r} == "ours" else None
     kept = 0 if workspace is None else workspace.nbytes
     print(peak - before, sum(saved), kept)

@@ -19,7 +19,7 @@ from batchshaping.distributions import (
     RelaxedBernoulli,
     SymmetricBeta,
 )
-from batchshaping.loss import batch_shaping_loss
+from batchshaping.loss.batch_shaping import batch_shaping_loss
 
 __all__ = ["Prior", "gbas_loss"]
 

@@ -20,8 +20,7 @@ import torch
 from torch.distributions import Distribution
 
 from batchshaping.distributions import Beta
-from batchshaping.generalized import GeneralizedBatchShaping
-from batchshaping.loss import batch_shaping_loss
+from batchshaping.loss import GeneralizedBatchShaping, batch_shaping_loss
 
 __all__ = [
     "FitHistory",

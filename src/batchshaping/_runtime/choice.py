@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class Choice:
@@ -42,11 +43,16 @@ class Choice:
     def current(self) -> str | None:
         """The innermost name chosen by this thread, or ``None`` for the automatic choice."""
         stack = getattr(self._local, "stack", None)
-        return stack[-1] if stack else None
+        return stack[-1][0] if stack else None
+
+    def options(self) -> dict[str, Any]:
+        """The options given with the innermost choice (empty for the automatic choice)."""
+        stack = getattr(self._local, "stack", None)
+        return dict(stack[-1][1]) if stack else {}
 
     @contextlib.contextmanager
-    def use(self, name: str) -> Iterator[None]:
-        """Use ``name`` in this thread inside the block."""
+    def use(self, name: str, **options: Any) -> Iterator[None]:
+        """Use ``name``, with ``options`` for it, in this thread inside the block."""
         if name not in self._available:
             raise ValueError(
                 f"unknown {self.what} {name!r}; the {self.what}s are {', '.join(self.names())}"
@@ -57,7 +63,7 @@ class Choice:
                 f"{', '.join(self.available())}"
             )
         stack = self._local.__dict__.setdefault("stack", [])
-        stack.append(name)
+        stack.append((name, options))
         try:
             yield
         finally:

@@ -6,7 +6,8 @@ one for a block of code (thread-local, nestable); outside such a block the faste
 for the device and the input layout is chosen.
 """
 
+from batchshaping.special._portable import log_beta
 from batchshaping.special.incomplete_beta import BroadcastError, betainc
 from batchshaping.special.kernels import available_kernels, kernel
 
-__all__ = ["BroadcastError", "available_kernels", "betainc", "kernel"]
+__all__ = ["BroadcastError", "available_kernels", "betainc", "kernel", "log_beta"]

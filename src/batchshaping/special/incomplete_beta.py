@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
+from batchshaping._runtime.tracing import transforming
 from batchshaping.special import kernels
 from batchshaping.special._portable import log_beta
 
@@ -286,7 +287,7 @@ def _wants_derivatives(*tensors: Tensor) -> bool:
     """Whether derivatives of the op may be asked for: reverse mode, forward mode, torch.func."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return True
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if transforming():
         return True
     return forward_ad._current_level >= 0 and any(
         forward_ad.unpack_dual(t).tangent is not None for t in tensors

@@ -1,4 +1,4 @@
-"""numba kernels of :mod:`batchshaping._ranking`: sort keys, their radix sort, the ranks.
+"""numba kernels of :mod:`batchshaping.loss.routes.ranking`: sort keys, their radix sort, ranks.
 
 Imported on first use only, so that importing the package does not load numba. Each kernel works
 on a block of rows (groups) and releases the GIL, so blocks run in parallel on plain threads.
@@ -6,10 +6,9 @@ on a block of rows (groups) and releases the GIL, so blocks run in parallel on p
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+from batchshaping._runtime.jit import jit
 
 _LOW_HALF = np.int64(0xFFFFFFFF)
 _MAGNITUDE = np.int64(0x7FFFFFFF)
@@ -17,7 +16,7 @@ _MAGNITUDE = np.int64(0x7FFFFFFF)
 _PADDING = np.int64(0x7FFFFFFF)
 
 
-@_jit
+@jit
 def _key(bits, padding, index):
     """ordered(bits) * 2^32 + index, where ordered sorts like the float32 the bits hold.
 
@@ -33,7 +32,7 @@ def _key(bits, padding, index):
     return (ordered << 32) | index
 
 
-@_jit
+@jit
 def float32_keys(bits, kept, masked, keys):
     """keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)."""
     rows, columns = bits.shape
@@ -42,7 +41,7 @@ def float32_keys(bits, kept, masked, keys):
             keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)
 
 
-@_jit
+@jit
 def float32_keys_split(bits, kept, masked, pivot, keys):
     """The keys of one row (1, n), those below ``pivot`` first, the others from the end.
 
@@ -69,13 +68,13 @@ _BUCKETS = 1 << _DIGIT_BITS
 _SIGN = np.int64(1 << 31)
 
 
-@_jit
+@jit
 def _digit(key, shift):
     """A digit of the high word of ``key``, shifted so that digits order like the signed word."""
     return (((key >> 32) + _SIGN) >> shift) & (_BUCKETS - 1)
 
 
-@_jit
+@jit
 def sort_keys(keys, buffer, backwards):
     """Sort a row of keys by their high words, in place, by a stable LSD radix sort.
 
@@ -96,7 +95,7 @@ def sort_keys(keys, buffer, backwards):
         _scatter(buffer, keys, counts[d + 1], (d + 1) * _DIGIT_BITS, False)
 
 
-@_jit
+@jit
 def _scatter(source, target, counts, shift, backwards):
     """One stable pass: each key to the next free place of its digit's bucket."""
     total = 0
@@ -112,14 +111,14 @@ def _scatter(source, target, counts, shift, backwards):
         counts[bucket] += 1
 
 
-@_jit
+@jit
 def sort_rows(keys, buffer):
     """:func:`sort_keys` of every row of ``keys`` (rows, n), with one row of ``buffer``."""
     for r in range(keys.shape[0]):
         sort_keys(keys[r], buffer, False)
 
 
-@_jit
+@jit
 def ranks_from_keys(keys, kept, masked, ties, out):
     """out[r, i] = rank / (n + 1) of value i of row r, from the row's sorted keys.
 
@@ -136,7 +135,7 @@ def ranks_from_keys(keys, kept, masked, ties, out):
         ranks_of_part(keys[r], 0, count, kept, r, masked, ties, out[r])
 
 
-@_jit
+@jit
 def ranks_of_part(keys, first, count, kept, row, masked, ties, out):
     """The ranks of sorted keys that hold positions ``first`` on of a row of ``count`` values.
 
@@ -158,7 +157,7 @@ def ranks_of_part(keys, first, count, kept, row, masked, ties, out):
             out[index] = rank / denominator
 
 
-@_jit
+@jit
 def ranks_from_order(order, values, kept, masked, ties, out):
     """As :func:`ranks_from_keys`, from the sorting permutation ``order`` of ``values``."""
     rows, columns = order.shape

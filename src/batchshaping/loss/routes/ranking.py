@@ -1,5 +1,7 @@
 """The empirical CDF of each value within its group, ranked on the host by a radix sort.
 
+Used by the ranked and chunked routes of the loss (plain CPU tensors).
+
 The Batch-Shaping loss sums (rank / (n + 1) - F(x))^2 over the values of a group, a sum that does
 not depend on their order: it needs each value's rank, not the sorted values. A float32 value is
 turned into a key that carries its own index: its bits mapped to an int32 that orders like the
@@ -10,22 +12,23 @@ several times faster than ``torch.sort`` or numpy's sorts on the CPU, and its co
 linearly with the group. float64 values do not leave room for an index and go through
 ``np.argsort``.
 
-The kernels are numba functions that release the GIL; groups are shared out over torch's
-intra-op thread count, and one long group is split about a sampled median into two parts sorted
-on two threads. Everything here runs on CPU tensors only: the caller dispatches on the device
-(see :func:`host_ranking_applies`).
+The kernels are numba functions that release the GIL; groups are shared out over the package's
+threads (torch's intra-op thread count), and one long group is split about a sampled median into
+two parts sorted on two threads. Everything here runs on CPU tensors only: the routes check
+:func:`host_ranking_applies` first.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from batchshaping._runtime.threads import default_threads, run_ranges, run_tasks
+from batchshaping._runtime.tracing import plain_cpu_tensor
 
 __all__ = ["empirical_cdf", "host_ranking_applies"]
 
@@ -37,7 +40,6 @@ _MIN_PER_THREAD = 32_768
 _PIVOT_SAMPLE = 4096
 
 _kernels = None
-_pool: ThreadPoolExecutor | None = None
 _workspace = threading.local()
 # The most int64 values a thread's workspace keeps between calls (512 MiB).
 _MAX_KEPT = 1 << 26
@@ -47,16 +49,13 @@ def host_ranking_applies(values: Tensor) -> bool:
     """Whether :func:`empirical_cdf` can rank ``values`` (samples last): a plain CPU tensor.
 
     Not on other devices (the loss keeps them on torch ops, free of host synchronisation), not
-    while ``torch.compile`` traces, and not for tensor subclasses or ``torch.func`` wrappers,
-    which have no host memory to hand to numpy.
+    while ``torch.compile`` traces or a ``torch.func`` transform runs, and not for tensor
+    subclasses, which have no host memory to hand to numpy.
     """
     return (
-        values.device.type == "cpu"
+        plain_cpu_tensor(values)
         and values.dtype in (torch.float32, torch.float64)
         and values.shape[-1] <= _MAX_GROUP_SIZE
-        and not torch.compiler.is_compiling()
-        and type(values) is Tensor
-        and not torch._C._functorch.is_functorch_wrapped_tensor(values)
     )
 
 
@@ -144,13 +143,7 @@ def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
         kernels.sort_keys(keys[0, lo:hi], buffer[lo:hi], backwards)
         kernels.ranks_of_part(keys[0, lo:hi], lo, count, kept, 0, masked, ties, out[0])
 
-    pool = _get_pool(2)
-    parts = [
-        pool.submit(sort_and_rank, 0, split, False),
-        pool.submit(sort_and_rank, split, size, True),
-    ]
-    for part in parts:
-        part.result()
+    run_tasks([lambda: sort_and_rank(0, split, False), lambda: sort_and_rank(split, size, True)])
 
 
 def _scratch(count: int) -> np.ndarray:
@@ -174,14 +167,7 @@ def _scratch(count: int) -> np.ndarray:
 
 def _threads(num_rows: int, row_size: int) -> int:
     """How many threads share ``num_rows`` rows of ``row_size`` values (at most torch's)."""
-    return max(1, min(torch.get_num_threads(), num_rows * row_size // _MIN_PER_THREAD))
-
-
-def _get_pool(threads: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranking")
-    return _pool
+    return max(1, min(default_threads(), num_rows * row_size // _MIN_PER_THREAD))
 
 
 def _in_threads(work, num_rows: int, row_size: int) -> None:
@@ -190,18 +176,14 @@ def _in_threads(work, num_rows: int, row_size: int) -> None:
     if threads <= 1:
         work(0, num_rows)
         return
-    pool = _get_pool(threads)
-    bounds = np.linspace(0, num_rows, threads + 1).astype(np.int64).tolist()
-    futures = [pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
-    for future in futures:
-        future.result()
+    run_ranges(work, num_rows, threads, threads)
 
 
 def _load_kernels():
     """The numba kernels, compiled (or loaded from numba's cache) on first use."""
     global _kernels
     if _kernels is None:
-        from batchshaping import _ranking_kernels
+        from batchshaping.loss.routes import _ranking_kernels
 
         _kernels = _ranking_kernels
     return _kernels

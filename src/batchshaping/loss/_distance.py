@@ -1,0 +1,179 @@
+r"""The squared distance between empirical and prior CDFs, and its weights: written once.
+
+For group g with n_g kept values, empirical CDF E and prior CDF F at its values,
+
+.. math::
+    \ell_g = w_g \sum_i m_{gi} (E_{gi} - F_{gi})^2, \qquad w_g = 1 / n_g,
+
+with m the mask (1 where no mask is given). Every route of the loss reduces with these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def sample_weights(counts: Tensor | None, num_samples: int, like: Tensor) -> Tensor:
+    """w_g = 1 / n_g: (*groups,) under a mask (its counts), else a scalar 1 / N."""
+    if counts is None:
+        return torch.full((), 1 / num_samples, dtype=like.dtype, device=like.device)
+    return counts.clamp(min=1).to(like.dtype).reciprocal()
+
+
+def squared_distance(
+    empirical: Tensor, modelled: Tensor, weight: Tensor, keep: Tensor | None
+) -> Tensor:
+    """l_g for every group: (*groups,), differentiable in ``modelled`` (plain torch operations)."""
+    difference = empirical - modelled
+    if keep is not None:
+        difference = torch.where(keep, difference, torch.zeros_like(difference))
+    return torch.linalg.vecdot(difference, difference) * weight
+
+
+def reduce(losses: Tensor, reduction: str) -> Tensor:
+    """``"mean"`` or ``"sum"`` over the groups, or ``"none"``."""
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+def fill_masked(values: Tensor, keep: Tensor | None) -> Tensor:
+    """``values`` with masked-out positions replaced by the first kept value of their group.
+
+    Padding must not reach the prior (any value would do, as its terms are dropped; a kept
+    value of the same group is sure to be a valid one). The replacement carries no gradient.
+    """
+    if keep is None:
+        return values
+    first_kept = keep.to(torch.uint8).argmax(-1, keepdim=True)
+    return torch.where(keep, values, values.detach().gather(-1, first_kept))
+
+
+class EagerSquaredDistance(torch.autograd.Function):
+    r"""The reduced loss of the ranked routes, its gradients taken in the forward pass.
+
+    The prior's CDF is evaluated ``step`` samples of every group at a time, on detached copies
+    of the values and the prior's parameters, and the gradient of each chunk's distance is taken
+    at once with :func:`torch.autograd.grad`, weighted by -2 w_g (E - F), while the chunk is
+    still in the cache. After the forward the gradient of the whole is known: the backward only
+    scales it by the incoming gradient, and only it is kept (one tensor the size of the values,
+    one the size of each parameter), not the intermediates of the prior's CDF. Exact, like
+    ordinary autograd.
+
+    A second derivative (``create_graph=True``) is taken by recomputing the loss from the saved
+    values and parameters with ordinary autograd, so it is exact as far as the prior's CDF is
+    twice differentiable (and raises where it is not).
+
+    Inputs: ``values`` (*groups, N), ``empirical`` like it (a constant), ``weight`` w_g,
+    ``keep`` the mask or ``None``, ``model(tensors, values)`` the prior's CDF built on parameter
+    tensors (by ``names``), ``step`` samples per chunk, ``reduction``, ``recompute_empirical()``
+    the empirical CDF again (for second derivatives), then the parameter tensors.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        values,
+        empirical,
+        weight,
+        keep,
+        model,
+        step,
+        reduction,
+        recompute_empirical,
+        names,
+        *parameters,
+    ):
+        wanted = ctx.needs_input_grad
+        want_values, want_parameters = wanted[0], wanted[9:]
+        group_shape = values.shape[:-1]
+        per_group = reduction == "none"
+        if reduction == "mean":
+            weight = weight / max(1, math.prod(group_shape))
+        leaves = []
+        for parameter, want in zip(parameters, want_parameters, strict=True):
+            leaf = parameter.detach()
+            if per_group and want:
+                # One copy of the parameter per group, so its gradient stays per group.
+                leaf = torch.broadcast_to(leaf, group_shape).contiguous()
+            leaves.append(leaf.requires_grad_(want))
+        grad_values = torch.empty_like(values) if want_values else None
+        grad_parameters = [
+            torch.zeros_like(leaf) if leaf.requires_grad else None for leaf in leaves
+        ]
+        losses = values.new_zeros(group_shape)
+        filled = fill_masked(values.detach(), keep)
+        for start in range(0, values.shape[-1], step):
+            part = slice(start, start + step)
+            chunk = filled[..., part].requires_grad_(want_values)
+            with torch.enable_grad():
+                modelled = model(dict(zip(names, leaves, strict=True)), chunk)
+            difference = empirical[..., part] - modelled.detach()
+            if keep is not None:
+                difference.mul_(keep[..., part])
+            weighted = difference * weight.unsqueeze(-1)
+            losses += torch.linalg.vecdot(weighted, difference)
+            inputs = [t for t in (chunk, *leaves) if t.requires_grad]
+            if not (inputs and modelled.requires_grad):
+                if want_values:
+                    grad_values[..., part] = 0
+                continue
+            slope = weighted.mul_(-2).to(modelled.dtype)
+            found = torch.autograd.grad(modelled, inputs, slope, allow_unused=True)
+            found = dict(zip(map(id, inputs), found, strict=True))
+            if want_values:
+                gradient = found[id(chunk)]
+                grad_values[..., part] = 0 if gradient is None else gradient
+            for accumulated, leaf in zip(grad_parameters, leaves, strict=True):
+                if accumulated is not None and found[id(leaf)] is not None:
+                    accumulated += found[id(leaf)]
+        ctx.save_for_backward(values, *parameters)
+        ctx.gradients = (grad_values, grad_parameters)
+        ctx.recompute = (
+            empirical.dtype,
+            weight,
+            keep,
+            model,
+            reduction,
+            recompute_empirical,
+            names,
+        )
+        return losses if per_group else losses.sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, *parameters = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return (*EagerSquaredDistance._recomputed(ctx, grad, values, parameters),)
+        grad_values, grad_parameters = ctx.gradients
+        per_group = grad.dim() > 0
+        scale = grad.unsqueeze(-1) if per_group else grad
+        result_values = None if grad_values is None else grad_values * scale
+        result_parameters = []
+        for gradient, parameter in zip(grad_parameters, parameters, strict=True):
+            if gradient is None:
+                result_parameters.append(None)
+            elif per_group:
+                result_parameters.append((gradient * grad).sum_to_size(parameter.shape))
+            else:
+                result_parameters.append(gradient * grad)
+        return (result_values, *(None,) * 8, *result_parameters)
+
+    @staticmethod
+    def _recomputed(ctx, grad, values, parameters):
+        """Every gradient, differentiable: the loss recomputed with ordinary autograd."""
+        dtype, weight, keep, model, reduction, recompute_empirical, names = ctx.recompute
+        empirical = recompute_empirical().to(dtype)
+        modelled = model(dict(zip(names, parameters, strict=True)), fill_masked(values, keep))
+        losses = squared_distance(empirical, modelled, weight, keep)
+        total = losses if reduction == "none" else losses.sum()
+        flags = (ctx.needs_input_grad[0], *ctx.needs_input_grad[9:])
+        needed = [t for t, want in zip((values, *parameters), flags, strict=True) if want]
+        found = iter(torch.autograd.grad(total, needed, grad, create_graph=True, allow_unused=True))
+        gradients = [next(found) if want else None for want in flags]
+        return (gradients[0], *(None,) * 8, *gradients[1:])
