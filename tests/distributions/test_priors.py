@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import mpmath
 import numpy as np
@@ -29,48 +31,75 @@ def relaxed_bernoulli_oracle(x, temperature, logits):
     return scipy.stats.logistic.cdf(temperature * scipy.special.logit(x) - logits)
 
 
-# Each prior: a builder from float64 parameter tensors, the parameters (one value per group of a
-# batch where given as lists), and the scipy oracle of its CDF given numpy parameters.
+class Example(NamedTuple):
+    """A prior of the tests: how to build it from float64 parameter tensors, the parameters (one
+    value per group of a batch where given as lists), the scipy oracle of its CDF (numpy
+    parameters), the names its ``arg_constraints`` must hold and the start of its repr."""
+
+    build: Callable[..., torch.distributions.Distribution]
+    parameters: tuple[list[float], ...]
+    oracle: Callable[..., np.ndarray]
+    constraint_names: frozenset[str]
+    repr_start: str
+
+
+# One entry per prior (and parameterisation): adding a prior adds its examples here.
 PRIORS = {
-    "beta(2, 6)": (Beta, ([2.0], [6.0]), lambda x, a, b: scipy.stats.beta(a, b).cdf(x)),
-    "beta per group": (
+    "beta(2, 6)": Example(
+        Beta,
+        ([2.0], [6.0]),
+        lambda x, a, b: scipy.stats.beta(a, b).cdf(x),
+        frozenset({"concentration1", "concentration0"}),
+        "Beta(",
+    ),
+    "beta per group": Example(
         Beta,
         ([0.3, 2.0, 10.0, 0.5], [0.7, 3.0, 0.2, 0.5]),
         lambda x, a, b: scipy.stats.beta(a, b).cdf(x),
+        frozenset({"concentration1", "concentration0"}),
+        "Beta(",
     ),
-    "symmetric beta(0.9)": (
+    "symmetric beta(0.9)": Example(
         SymmetricBeta,
         ([0.9],),
         lambda x, a: scipy.stats.beta(a, 1 - a).cdf(x),
+        frozenset({"a"}),
+        "SymmetricBeta(",
     ),
-    "symmetric beta per group": (
+    "symmetric beta per group": Example(
         SymmetricBeta,
         ([0.1, 0.5, 0.75],),
         lambda x, a: scipy.stats.beta(a, 1 - a).cdf(x),
+        frozenset({"a"}),
+        "SymmetricBeta(",
     ),
-    "relaxed bernoulli probs": (
+    "relaxed bernoulli probs": Example(
         lambda t, p: RelaxedBernoulli(t, probs=p),
         ([0.25, 0.01, 2.0], [0.2, 0.8, 0.5]),
         lambda x, t, p: relaxed_bernoulli_oracle(x, t, scipy.special.logit(p)),
+        frozenset({"temperature", "probs", "logits"}),
+        "RelaxedBernoulli(",
     ),
-    "relaxed bernoulli logits": (
+    "relaxed bernoulli logits": Example(
         lambda t, logits: RelaxedBernoulli(t, logits=logits),
         ([0.4, 1.0], [1.5, -3.0]),
         relaxed_bernoulli_oracle,
+        frozenset({"temperature", "probs", "logits"}),
+        "RelaxedBernoulli(",
     ),
 }
 BETA_PRIORS = [name for name in PRIORS if "beta" in name]
 
 
 def build(name: str, dtype=F64, requires_grad=False):
-    builder, parameters, _ = PRIORS[name]
+    builder, parameters = PRIORS[name].build, PRIORS[name].parameters
     tensors = [tensor(p, dtype).requires_grad_(requires_grad) for p in parameters]
     return builder(*tensors), tensors
 
 
 def oracle(name: str, x: np.ndarray) -> np.ndarray:
-    _, parameters, cdf = PRIORS[name]
-    return cdf(x[:, None], *(np.asarray(p) for p in parameters))
+    example = PRIORS[name]
+    return example.oracle(x[:, None], *(np.asarray(p) for p in example.parameters))
 
 
 X_GRID = np.concatenate([[1e-12, 1e-6], np.linspace(0.001, 0.999, 61), [1 - 1e-6, 1 - 1e-12]])
@@ -143,8 +172,7 @@ def test_relaxed_bernoulli_cdf_from_logits_is_exact_far_out():
 
 
 def _inputs(name: str, points: torch.Tensor):
-    _, parameters, _ = PRIORS[name]
-    return (points, *(tensor(p).requires_grad_() for p in parameters))
+    return (points, *(tensor(p).requires_grad_() for p in PRIORS[name].parameters))
 
 
 VALUES = torch.tensor([0.003, 0.2, 0.45, 0.8, 0.997], dtype=F64)[:, None]
@@ -153,14 +181,14 @@ LOGITS = torch.tensor([-60.0, -41.0, -12.0, -0.5, 0.7, 9.0, 40.5, 55.0], dtype=F
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_gradcheck_cdf_wrt_value_and_parameters(name):
-    builder = PRIORS[name][0]
+    builder = PRIORS[name].build
     inputs = _inputs(name, VALUES.clone().requires_grad_())
     assert gradcheck(lambda x, *p: builder(*p).cdf(x), inputs, atol=1e-7, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_gradcheck_cdf_from_logits_wrt_value_and_parameters(name):
-    builder = PRIORS[name][0]
+    builder = PRIORS[name].build
     inputs = _inputs(name, LOGITS.clone().requires_grad_())
     assert gradcheck(lambda z, *p: builder(*p).cdf_from_logits(z), inputs, atol=1e-7, rtol=1e-6)
 
@@ -223,9 +251,12 @@ def test_validation_is_on_by_default_even_when_torch_default_is_off():
 
 
 def test_validate_args_false_skips_the_checks():
-    Beta(-1.0, 2.0, validate_args=False)
-    SymmetricBeta(1.5, validate_args=False)
-    RelaxedBernoulli(-1.0, probs=0.5, validate_args=False)
+    beta = Beta(-1.0, 2.0, validate_args=False)
+    symmetric = SymmetricBeta(1.5, validate_args=False)
+    relaxed = RelaxedBernoulli(-1.0, probs=0.5, validate_args=False)
+    assert beta.concentration1.item() == -1.0 and not beta._validate_args
+    assert symmetric.a.item() == 1.5 and not symmetric._validate_args
+    assert relaxed.temperature.item() == -1.0 and not relaxed._validate_args
 
 
 @pytest.mark.parametrize("name", PRIORS)
@@ -247,11 +278,8 @@ def test_support_constraints_and_batch_shape(name):
     assert prior.support is constraints.unit_interval
     assert prior.event_shape == ()
     assert prior.batch_shape == torch.broadcast_shapes(*(p.shape for p in parameters))
-    assert set(prior.arg_constraints) >= (
-        {"a"} if "symmetric" in name else {"temperature"} if "relaxed" in name else set()
-    )
-    family = name.split()[0].split("(")[0]
-    assert family in repr(prior).lower().replace("symmetricbeta", "symmetric")
+    assert set(prior.arg_constraints) == PRIORS[name].constraint_names
+    assert repr(prior).startswith(PRIORS[name].repr_start)
 
 
 @pytest.mark.parametrize("logits", [False, True])

@@ -572,3 +572,47 @@ def test_module_with_a_fixed_prior_passes_gradients_to_its_parameters():
 def test_module_rejects_bad_options(prior, options, error):
     with pytest.raises(error):
         BatchShapingLoss(prior, **options)
+
+
+# --- the module carries its prior ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        Beta(torch.tensor([2.0, 0.5]), torch.tensor(6.0)),
+        SymmetricBeta(torch.tensor(0.8)),
+        RelaxedBernoulli(torch.tensor(0.4), probs=torch.tensor([0.2, 0.7])),
+        torch.distributions.Normal(torch.tensor([0.3, 0.6]), 0.2),
+    ],
+    ids=lambda prior: type(prior).__name__,
+)
+def test_module_moves_its_prior_with_to_and_double(prior):
+    module = BatchShapingLoss(prior, dim=0)
+    x = torch.rand(50, 2, dtype=torch.float64)
+    expected = batch_shaping_loss(x, prior, dim=0)
+    moved = module.double()
+    tensors = [getattr(moved.prior, name) for name in moved.prior.names]
+    assert tensors and all(t.dtype == torch.float64 for t in tensors)
+    found = moved(x)
+    assert found.dtype == torch.float64
+    torch.testing.assert_close(found, expected.double(), rtol=1e-6, atol=1e-8)
+    on_meta = BatchShapingLoss(prior, dim=0).to("meta")
+    assert all(getattr(on_meta.prior, name).device.type == "meta" for name in on_meta.prior.names)
+
+
+def test_module_state_dict_carries_the_prior():
+    module = BatchShapingLoss(Beta(torch.tensor([2.0, 0.5]), torch.tensor([6.0, 1.5])), dim=0)
+    state = module.state_dict()
+    assert set(state) == {"prior.concentration1", "prior.concentration0"}
+    other = BatchShapingLoss(Beta(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])), dim=0)
+    x = torch.rand(60, 2)
+    assert not torch.allclose(other(x), module(x))
+    other.load_state_dict(state)
+    torch.testing.assert_close(other(x), module(x))
+
+
+def test_module_prior_keeps_gradients_to_its_tensors():
+    a = torch.tensor(2.0, requires_grad=True)
+    BatchShapingLoss(Beta(a, 6.0))(torch.rand(100)).backward()
+    assert a.grad is not None and a.grad != 0

@@ -146,3 +146,22 @@ def test_groups_must_fit_the_data():
     gbas = GeneralizedBatchShaping(3, dim=0)
     with pytest.raises(ValueError, match=r"batch_shape \(3,\) does not broadcast"):
         gbas(torch.rand(10, 4))
+
+
+def test_to_and_state_dict_carry_the_hyperprior_and_the_learned_parameters():
+    gbas = GeneralizedBatchShaping(3, Beta(3.0, 7.0), dim=0, temperature_weight=0.1)
+    assert {"_hyperprior.concentration1", "_hyperprior.concentration0"} <= set(gbas.state_dict())
+    x = torch.rand(80, 3, dtype=torch.float64)
+    expected = gbas(x.float())
+    moved = gbas.double()
+    assert moved.hyperprior.concentration1.dtype == torch.float64
+    found = moved(x)
+    assert found.dtype == torch.float64
+    torch.testing.assert_close(found, expected.double(), rtol=1e-5, atol=1e-7)
+    other = GeneralizedBatchShaping(3, Beta(1.0, 1.0), dim=0, temperature_weight=0.1).double()
+    with torch.no_grad():
+        moved.unconstrained_probs.add_(0.3)
+    assert not torch.allclose(other(x), moved(x))
+    other.load_state_dict(moved.state_dict())
+    torch.testing.assert_close(other(x), moved(x))
+    torch.testing.assert_close(other.hyperprior.concentration1, moved.hyperprior.concentration1)

@@ -17,17 +17,21 @@ traits open the fast routes and let modules keep the prior's tensors as buffers.
 one class exactly: a subclass (which may change ``cdf``) registers its own.
 
 Example:
-    >>> import torch
-    >>> from torch.distributions import Laplace
-    >>> from batchshaping.distributions import prior_traits, register_prior
-    >>> register_prior(
-    ...     Laplace,
-    ...     parameters=lambda prior: {"loc": prior.loc, "scale": prior.scale},
-    ...     rebuild=lambda prior, tensors: Laplace(**tensors, validate_args=False),
-    ...     chunkable=True,
-    ... )
-    >>> prior_traits(Laplace(0.0, 1.0)).chunkable
-    True
+    >>> from torch.distributions import Normal
+    >>> from batchshaping.distributions import Beta, prior_traits
+    >>> prior_traits(Normal(0.0, 1.0)).chunkable, prior_traits(Beta(2.0, 6.0)).chunkable
+    (True, False)
+    >>> prior_traits(Beta(2.0, 6.0)).parameters(Beta(2.0, 6.0))
+    {'concentration1': tensor(2.), 'concentration0': tensor(6.)}
+
+A new prior registers itself at the end of its own module (see ``docs/architecture.md``)::
+
+    register_prior(
+        Laplace,
+        parameters=lambda prior: {"loc": prior.loc, "scale": prior.scale},
+        rebuild=lambda prior, tensors: Laplace(**tensors, validate_args=False),
+        chunkable=True,
+    )
 """
 
 from __future__ import annotations

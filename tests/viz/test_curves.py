@@ -1,4 +1,4 @@
-"""batchshaping.viz: prior curves, plotting helpers and recorded animations (on made-up fits)."""
+"""batchshaping.viz.curves: prior curves and the plotting helpers; viz imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -76,70 +76,3 @@ def test_plot_helpers_draw_on_given_axes():
     assert list(ax.lines) == [cdf, density]
     assert cdf.get_color() == "red" and cdf.get_label() == "CDF (target)"
     assert density.get_label() == "target"
-
-
-def test_record_fit_writes_one_gif_frame_per_step_at_700_by_850():
-    values, losses = made_up_fit(steps=6, points=40)
-    buffer = io.BytesIO()
-    seen = []
-    frames = viz.record_fit(
-        Normal(torch.tensor(0.3), torch.tensor(0.1)),
-        values,
-        losses,
-        buffer,
-        format="gif",
-        on_frame=seen.append,
-    )
-    assert frames == 6 and seen == list(range(6))
-    assert frames_and_size(buffer.getvalue()) == (6, (700, 850))
-
-
-def test_record_fit_png_is_the_last_frame(tmp_path):
-    values, losses = made_up_fit(steps=4, points=40)
-    path = tmp_path / "fit.png"
-    frames = viz.record_fit(Normal(torch.tensor(0.3), torch.tensor(0.1)), values, losses, path)
-    assert frames == 1
-    assert frames_and_size(path.read_bytes()) == (1, (700, 850))
-
-
-def test_record_generalized_fit_writes_one_frame_per_step_at_900_by_480():
-    steps, points, groups = 5, 30, 8
-    rng = np.random.default_rng(1)
-    values = rng.uniform(0.0, 1.0, (steps, points, 6))
-    probs = rng.uniform(0.1, 0.9, (steps, groups))
-    temperatures = rng.uniform(0.1, 0.9, (steps, groups))
-    losses = np.linspace(0.2, 0.1, steps)
-    buffer = io.BytesIO()
-    frames = viz.record_generalized_fit(
-        Normal(torch.tensor(0.3), torch.tensor(0.1)),
-        values,
-        probs,
-        temperatures,
-        losses,
-        losses / 10,
-        buffer,
-        format="gif",
-    )
-    assert frames == steps
-    assert frames_and_size(buffer.getvalue()) == (steps, (900, 480))
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"values": np.zeros((3, 5)), "losses": np.zeros(4)}, "values must be"),
-        ({"format": "jpg"}, "format must be"),
-        ({"fps": 0.0}, "fps must be"),
-    ],
-)
-def test_record_fit_rejects_bad_arguments(kwargs, message):
-    values, losses = made_up_fit(steps=3, points=5)
-    arguments = {"values": values, "losses": losses, "format": "gif", **kwargs}
-    with pytest.raises(ValueError, match=message):
-        viz.record_fit(Normal(torch.tensor(0.3), torch.tensor(0.1)), out=io.BytesIO(), **arguments)
-
-
-def test_record_fit_needs_a_format_for_a_file_object():
-    values, losses = made_up_fit(steps=3, points=5)
-    with pytest.raises(ValueError, match="format must be given"):
-        viz.record_fit(Normal(torch.tensor(0.3), torch.tensor(0.1)), values, losses, io.BytesIO())
