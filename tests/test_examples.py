@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-import batchshaping
 from batchshaping import GeneralizedBatchShaping, Prior, batch_shaping_loss, gbas_loss
 from batchshaping.distributions import Beta, RelaxedBernoulli
 
@@ -102,18 +100,3 @@ def test_generalized_notebook_example():
     assert loss.item() <= 1.5 * 3.52e-2
     means = gbas.probs.detach()
     assert 0.2 < means.mean() < 0.4  # Beta(3, 7) has mean 0.3
-
-
-def test_every_public_name_imports():
-    for name in batchshaping.__all__:
-        assert getattr(batchshaping, name) is not None, name
-    namespace: dict = {}
-    exec("from batchshaping import *", namespace)
-    assert set(batchshaping.__all__) <= set(namespace)
-    for module in ["compat", "distributions", "generalized", "loss"]:
-        submodule = importlib.import_module(f"batchshaping.{module}")
-        for name in submodule.__all__:
-            assert hasattr(submodule, name), f"batchshaping.{module}.{name}"
-    # No submodule shadows an exported function of the same name.
-    assert callable(batchshaping.batch_shaping_loss)
-    assert callable(batchshaping.gbas_loss)
