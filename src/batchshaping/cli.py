@@ -22,30 +22,40 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from torch.distributions import Distribution
 
-PRIOR_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "beta": ("a", "b"),
-    "symbeta": ("a",),
-    "relaxed-bernoulli": ("p", "temperature"),
-    "normal": ("mean", "std"),
-    "gbas": (),
-}
+from batchshaping.distributions.families import FAMILIES
 
-DEMOS = """\
-priors:
-  beta               Beta(a, b)                           --a A --b B
-  symbeta            Beta(a, 1 - a), a in (0, 1)          --a A
-  relaxed-bernoulli  relaxed Bernoulli (binary Concrete)  --p P --temperature T
-  normal             Normal(mean, std)                    --mean M --std S
-  gbas               the generalized example: 30 groups of points, learned relaxed Bernoulli
-                     probabilities and temperatures, Beta(3, 7) hyperprior on the probabilities
+# The targets of ``demo``: the families of priors, and the generalized example.
+PRIORS = (*FAMILIES, "gbas")
+# Every option that is a parameter of some family, in the order first met.
+_PARAMETER_OPTIONS = tuple(
+    dict.fromkeys(parameter.name for family in FAMILIES.values() for parameter in family.parameters)
+)
 
-examples:
-  batchshaping demo beta --a 2 --b 6 --steps 100 --out outputs/beta.gif
-  batchshaping demo symbeta --a 0.9 --steps 120
-  batchshaping demo relaxed-bernoulli --p 0.2 --temperature 0.25 --steps 100
-  batchshaping demo normal --mean 0.6 --std 0.1 --steps 200 --init-range 1
-  batchshaping demo gbas --steps 350
-"""
+
+def _demos_epilog() -> str:
+    rows = [
+        f"  {family.name:<18} {family.title:<37}"
+        + " ".join(f"--{p.name} {p.name[0].upper()}" for p in family.parameters)
+        for family in FAMILIES.values()
+    ]
+    return "\n".join(
+        [
+            "priors:",
+            *rows,
+            "  gbas               the generalized example: 30 groups of points, learned relaxed"
+            " Bernoulli",
+            "                     probabilities and temperatures, Beta(3, 7) hyperprior on the"
+            " probabilities",
+            "",
+            "examples:",
+            "  batchshaping demo beta --a 2 --b 6 --steps 100 --out outputs/beta.gif",
+            "  batchshaping demo symbeta --a 0.9 --steps 120",
+            "  batchshaping demo relaxed-bernoulli --p 0.2 --temperature 0.25 --steps 100",
+            "  batchshaping demo normal --mean 0.6 --std 0.1 --steps 200 --init-range 1",
+            "  batchshaping demo gbas --steps 350",
+            "",
+        ]
+    )
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -92,25 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
             "animation of the fit: the points and their empirical CDF against the target CDF,\n"
             "the loss curve, and the histogram of the points against the target density."
         ),
-        epilog=DEMOS,
+        epilog=_demos_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "prior",
         metavar="PRIOR",
-        choices=list(PRIOR_PARAMETERS),
-        help=f"the target, one of: {', '.join(PRIOR_PARAMETERS)} (see below)",
+        choices=list(PRIORS),
+        help=f"the target, one of: {', '.join(PRIORS)} (see below)",
     )
 
     parameters = demo.add_argument_group("prior parameters")
-    parameters.add_argument("--a", type=_finite_float, help="beta: a > 0; symbeta: a in (0, 1)")
-    parameters.add_argument("--b", type=_finite_float, help="beta: b > 0")
-    parameters.add_argument("--p", type=_finite_float, help="relaxed-bernoulli: p in (0, 1)")
-    parameters.add_argument(
-        "--temperature", type=_finite_float, help="relaxed-bernoulli: temperature > 0"
-    )
-    parameters.add_argument("--mean", type=_finite_float, help="normal: the mean")
-    parameters.add_argument("--std", type=_finite_float, help="normal: std > 0")
+    for option in _PARAMETER_OPTIONS:
+        uses = [
+            f"{family.name}: {option} {parameter.condition}"
+            for family in FAMILIES.values()
+            for parameter in family.parameters
+            if parameter.name == option
+        ]
+        parameters.add_argument(f"--{option}", type=_finite_float, help="; ".join(uses))
     parameters.add_argument(
         "--density-bounds",
         type=_finite_float,
@@ -171,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> None:
     """Raise _UsageError for a missing, invalid or misplaced option."""
     prior = args.prior
-    wanted = PRIOR_PARAMETERS[prior]
-    for name in ("a", "b", "p", "temperature", "mean", "std"):
+    family = FAMILIES.get(prior)
+    wanted = [] if family is None else [parameter.name for parameter in family.parameters]
+    for name in _PARAMETER_OPTIONS:
         given = getattr(args, name) is not None
         if given and name not in wanted:
             applies = ", ".join(f"--{n}" for n in wanted) or "none"
@@ -188,23 +199,16 @@ def _check(args: argparse.Namespace) -> None:
             value = getattr(args, name.replace("-", "_"))
             raise _UsageError(f"argument --{name}: must be {condition}, got {value:g}")
 
-    if prior == "beta":
-        require("a", args.a > 0, "> 0")
-        require("b", args.b > 0, "> 0")
-    elif prior == "symbeta":
-        require("a", 0 < args.a < 1, "in (0, 1)")
-    elif prior == "relaxed-bernoulli":
-        require("p", 0 < args.p < 1, "in (0, 1)")
-        require("temperature", args.temperature > 0, "> 0")
-    elif prior == "normal":
-        require("std", args.std > 0, "> 0")
+    for parameter in () if family is None else family.parameters:
+        require(parameter.name, parameter.check(getattr(args, parameter.name)), parameter.condition)
     for option, given in (
         ("--density-bounds", args.density_bounds is not None),
         ("--exact-gradient", args.exact_gradient),
     ):
-        if given and prior not in ("beta", "symbeta"):
+        if given and not (family is not None and family.takes_density_bounds):
+            takers = " and ".join(f.name for f in FAMILIES.values() if f.takes_density_bounds)
             raise _UsageError(
-                f"argument {option}: applies to the beta and symbeta priors only, not {prior}"
+                f"argument {option}: applies to the {takers} priors only, not {prior}"
             )
     if args.density_bounds is not None and args.exact_gradient:
         raise _UsageError("argument --exact-gradient: not allowed with --density-bounds")
@@ -245,32 +249,22 @@ def _check(args: argparse.Namespace) -> None:
 def _make_prior(args: argparse.Namespace) -> tuple[Distribution, str]:
     """The prior the options describe, and its name for the figure's title."""
     import torch
-    from torch.distributions import Normal
 
-    from batchshaping.distributions import (
-        ORIGINAL_DENSITY_BOUNDS,
-        Beta,
-        RelaxedBernoulli,
-        SymmetricBeta,
-    )
+    from batchshaping.distributions import ORIGINAL_DENSITY_BOUNDS
 
-    def tensor(value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=torch.float32)
-
+    family = FAMILIES[args.prior]
+    values = [getattr(args, parameter.name) for parameter in family.parameters]
+    tensors = [torch.tensor(value, dtype=torch.float32) for value in values]
+    shown = ", ".join(f"{p.name}={v:g}" for p, v in zip(family.parameters, values, strict=True))
+    title = f"{family.name}({shown})"
+    if not family.takes_density_bounds:
+        return family.build(*tensors, validate_args=True), title
     bounds = args.density_bounds
     if bounds is None and not args.exact_gradient:
         bounds = ORIGINAL_DENSITY_BOUNDS
-    surrogate = "" if bounds is None else f", density in [{bounds[0]:g}, {bounds[1]:g}]"
-    if args.prior == "beta":
-        prior = Beta(tensor(args.a), tensor(args.b), density_bounds=bounds)
-        return prior, f"Beta({args.a:g}, {args.b:g}){surrogate}"
-    if args.prior == "symbeta":
-        prior = SymmetricBeta(tensor(args.a), density_bounds=bounds)
-        return prior, f"SymBeta({args.a:g}){surrogate}"
-    if args.prior == "relaxed-bernoulli":
-        prior = RelaxedBernoulli(tensor(args.temperature), probs=tensor(args.p))
-        return prior, f"RelaxedBernoulli(p={args.p:g}, temperature={args.temperature:g})"
-    return Normal(tensor(args.mean), tensor(args.std)), f"Normal({args.mean:g}, {args.std:g})"
+    if bounds is not None:
+        title += f", density in [{bounds[0]:g}, {bounds[1]:g}]"
+    return family.build(*tensors, validate_args=True, density_bounds=bounds), title
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

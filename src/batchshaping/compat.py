@@ -11,21 +11,20 @@ from enum import Enum
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Normal
 
-from batchshaping.distributions import (
-    ORIGINAL_DENSITY_BOUNDS,
-    Beta,
-    RelaxedBernoulli,
-    SymmetricBeta,
-)
+from batchshaping.distributions import ORIGINAL_DENSITY_BOUNDS
+from batchshaping.distributions.families import FAMILIES
 from batchshaping.loss.batch_shaping import batch_shaping_loss
 
 __all__ = ["Prior", "gbas_loss"]
 
 
 class Prior(Enum):
-    """The prior families of the original release, with its numbering."""
+    """The names of the original release's prior families, as its ``gbas_loss`` takes them.
+
+    An enum of family names with the original's numbering, kept for the drop-in; not a base
+    class of the priors, which are torch distributions (:mod:`batchshaping.distributions`).
+    """
 
     SYMBETA = 0  # Beta(a, 1 - a): prior_param1 = a
     BETA = 1  # Beta(a, b): prior_param1 = a, prior_param2 = b
@@ -33,13 +32,12 @@ class Prior(Enum):
     NORMAL = 3  # prior_param1 = mean, prior_param2 = standard deviation
 
 
-# The original's clamp on the Beta density it used as the gradient with respect to x.
-
-_PARAMETER_NAMES = {
-    Prior.SYMBETA: ("a", None),
-    Prior.BETA: ("a", "b"),
-    Prior.RELAXED_BERNOULLI: ("probability", "temperature"),
-    Prior.NORMAL: ("mean", "standard deviation"),
+# The family of each, in the table the command line shares (its parameters in the same order).
+_FAMILY = {
+    Prior.SYMBETA: FAMILIES["symbeta"],
+    Prior.BETA: FAMILIES["beta"],
+    Prior.RELAXED_BERNOULLI: FAMILIES["relaxed-bernoulli"],
+    Prior.NORMAL: FAMILIES["normal"],
 }
 
 
@@ -125,7 +123,9 @@ def gbas_loss(
         num_groups = x_in.shape[group_dim]
 
     dtype = x_in.dtype if x_in.dtype in (torch.float32, torch.float64) else torch.float32
-    first_name, second_name = _PARAMETER_NAMES[prior]
+    family = _FAMILY[prior]
+    names = [parameter.description for parameter in family.parameters]
+    first_name, second_name = names[0], (names[1] if len(names) > 1 else None)
     if second_name is None and prior_param2 is not None:
         raise ValueError(f"prior_param2 must be None for {prior}, got {prior_param2!r}")
     if second_name is not None and prior_param2 is None:
@@ -133,8 +133,10 @@ def gbas_loss(
     options = (num_groups, dtype, x_in.device, trainable_prior_params)
     first = _parameter("prior_param1", prior_param1, *options)
     second = None if prior_param2 is None else _parameter("prior_param2", prior_param2, *options)
+    tensors = (first,) if second is None else (first, second)
+    bounds = {"density_bounds": ORIGINAL_DENSITY_BOUNDS} if family.takes_density_bounds else {}
     try:
-        distribution = _build_prior(prior, first, second)
+        distribution = family.build(*tensors, validate_args=True, **bounds)
     except ValueError as error:
         names = f"prior_param1 is the {first_name}" + (
             f", prior_param2 the {second_name}" if second_name else ""
@@ -164,13 +166,3 @@ def _parameter(
         f"{name} must be a number, a scalar, or a 1-D tensor of one value per group "
         f"({num_groups}), got shape {tuple(tensor.shape)}"
     )
-
-
-def _build_prior(prior: Prior, first: Tensor, second: Tensor | None) -> Distribution:
-    if prior is Prior.SYMBETA:
-        return SymmetricBeta(first, validate_args=True, density_bounds=ORIGINAL_DENSITY_BOUNDS)
-    if prior is Prior.BETA:
-        return Beta(first, second, validate_args=True, density_bounds=ORIGINAL_DENSITY_BOUNDS)
-    if prior is Prior.RELAXED_BERNOULLI:
-        return RelaxedBernoulli(second, probs=first, validate_args=True)
-    return Normal(first, second, validate_args=True)
