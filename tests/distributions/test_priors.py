@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch.autograd import gradcheck
 from torch.distributions import Normal, constraints
 
-from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
+from batchshaping.distributions import Beta, Kumaraswamy, RelaxedBernoulli, SymmetricBeta
 
 F64 = torch.float64
 
@@ -72,6 +72,13 @@ PRIORS = {
         lambda x, a: scipy.stats.beta(a, 1 - a).cdf(x),
         frozenset({"a"}),
         "SymmetricBeta(",
+    ),
+    "kumaraswamy per group": Example(
+        Kumaraswamy,
+        ([0.3, 2.0, 5.0], [0.6, 3.0, 1.5]),
+        lambda x, a, b: -np.expm1(b * np.log1p(-(x**a))),
+        frozenset({"concentration1", "concentration0"}),
+        "Kumaraswamy(",
     ),
     "relaxed bernoulli probs": Example(
         lambda t, p: RelaxedBernoulli(t, probs=p),
@@ -225,6 +232,8 @@ INVALID = [
     ("relaxed bernoulli probs > 1", lambda: RelaxedBernoulli(0.5, probs=1.5), "probs"),
     ("relaxed bernoulli both", lambda: RelaxedBernoulli(0.5, probs=0.5, logits=0.0), "probs or"),
     ("relaxed bernoulli neither", lambda: RelaxedBernoulli(0.5), "probs or logits"),
+    ("kumaraswamy zero a", lambda: Kumaraswamy(0.0, 1.0), "parameter concentration1"),
+    ("kumaraswamy negative b", lambda: Kumaraswamy(1.0, -2.0), "parameter concentration0"),
     ("torch normal zero std", lambda: Normal(0.0, 0.0, validate_args=True), "scale"),
 ]
 

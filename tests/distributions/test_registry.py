@@ -12,8 +12,8 @@ from batchshaping.distributions import (
     SymmetricBeta,
     prior_traits,
     register_prior,
+    registry,
 )
-from batchshaping.distributions import registry
 
 SHIPPED = {
     "beta": Beta(torch.tensor([2.0, 0.5]), torch.tensor(6.0), density_bounds=(1e-3, 50.0)),

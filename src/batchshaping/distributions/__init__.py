@@ -24,6 +24,7 @@ One prior per module: :mod:`~batchshaping.distributions.beta`,
 
 from batchshaping.distributions import torch_priors as _torch_priors  # noqa: F401 (registers)
 from batchshaping.distributions.beta import ORIGINAL_DENSITY_BOUNDS, Beta
+from batchshaping.distributions.kumaraswamy import Kumaraswamy
 from batchshaping.distributions.registry import PriorTraits, prior_traits, register_prior
 from batchshaping.distributions.relaxed_bernoulli import RelaxedBernoulli
 from batchshaping.distributions.symmetric_beta import SymmetricBeta
@@ -31,6 +32,7 @@ from batchshaping.distributions.symmetric_beta import SymmetricBeta
 __all__ = [
     "ORIGINAL_DENSITY_BOUNDS",
     "Beta",
+    "Kumaraswamy",
     "PriorTraits",
     "RelaxedBernoulli",
     "SymmetricBeta",
