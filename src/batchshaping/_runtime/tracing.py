@@ -30,3 +30,15 @@ def plain_cpu_tensor(tensor: Tensor) -> bool:
         and not tracing()
         and not torch._C._functorch.is_functorch_wrapped_tensor(tensor)
     )
+
+
+def eager_tensors(*tensors: Tensor) -> bool:
+    """Plain tensors (any device) outside any tracing: a kernel may be called on them directly,
+    without going through the custom op's dispatch (which ``torch.compile`` and the ``torch.func``
+    transforms need, and which imports torch's compiler on its first call)."""
+    if tracing():
+        return False
+    return all(
+        type(t) is Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+        for t in tensors
+    )

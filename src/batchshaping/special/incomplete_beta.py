@@ -4,7 +4,9 @@
   three first derivatives in one kernel pass; the kernel is chosen by the registry of
   :mod:`batchshaping.special.kernels` (numba on the CPU, a portable torch kernel elsewhere). It
   has a fake implementation, so that it traces under ``torch.compile(fullgraph=True)``, and a
-  batching rule, so that ``torch.func.vmap`` runs it once for the whole batch.
+  batching rule, so that ``torch.func.vmap`` runs it once for the whole batch. Plain tensors
+  outside any tracing go to the kernel directly: the op's dispatch costs nothing there but
+  imports torch's compiler on its first call (seconds).
 - An autograd function around it (:class:`_IncompleteBeta`) with ``setup_context``, ``jvp`` and
   a generated batching rule: reverse and forward mode, and the ``torch.func`` transforms.
 - Second derivatives: in x they are exact (the derivatives of the Beta density,
@@ -19,7 +21,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
-from batchshaping._runtime.tracing import transforming
+from batchshaping._runtime.tracing import eager_tensors, transforming
 from batchshaping.special import kernels
 from batchshaping.special._portable import log_beta
 
@@ -80,6 +82,8 @@ class _IncompleteBeta(torch.autograd.Function):
 
     @staticmethod
     def forward(a, b, x, grad_ab, grad_x):
+        if eager_tensors(a, b, x):
+            return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
         return _betainc_op(a, b, x, grad_ab, grad_x)
 
     @staticmethod
