@@ -234,13 +234,13 @@ def default_config(dataset: str = "mnist", quick: bool = False) -> ExperimentCon
     if quick:
         config = dataclasses.replace(
             config,
-            train_size=min(config.train_size, 1000),
-            validation_size=min(config.validation_size, 200),
-            test_size=min(config.test_size, 500),
-            epochs=6,
+            train_size=640,
+            validation_size=200,
+            test_size=400,
+            epochs=5,
             widths=(8, 16),
-            batch_shaping=Schedule(0.75, 0.0, 0, 2.4),
-            l0=Schedule(0.0, 2.0, 2.4, 3.6),
+            batch_shaping=Schedule(0.75, 0.0, 0, 2),
+            l0=Schedule(0.0, 2.0, 2, 3),
         )
     return config
 
