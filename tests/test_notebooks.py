@@ -19,6 +19,7 @@ NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 def test_both_notebooks_are_there():
     assert [path.name for path in NOTEBOOKS] == [
         "batch_shaping.ipynb",
+        "gated_network.ipynb",
         "generalized_batch_shaping.ipynb",
     ]
 
