@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 
@@ -94,12 +95,39 @@ def test_empirical_cdf_of_equal_values(shape, ties, two_threads):
 
 
 def test_ranking_workspace_is_reused_and_bounded(monkeypatch):
-    _ranking = ranking
-    monkeypatch.setattr(_ranking, "_workspace", threading.local())
-    first = _ranking._scratch(1000)
-    again = _ranking._scratch(500)
+    monkeypatch.setattr(ranking, "_workspace", threading.local())
+    monkeypatch.setattr(ranking, "_limit_bytes", ranking._limit_bytes)
+    first = ranking._scratch(1000)
+    again = ranking._scratch(500)
     assert np.shares_memory(first, again)  # kept and reused
-    monkeypatch.setattr(_ranking, "_MAX_KEPT", 2000)
-    large = _ranking._scratch(5000)
-    assert not np.shares_memory(large, _ranking._scratch(5000))  # too large to keep
-    assert _ranking._scratch(1500).size == 1500
+    ranking.set_workspace_limit(8 * 2000)
+    large = ranking._scratch(5000)
+    assert not np.shares_memory(large, ranking._scratch(5000))  # too large to keep
+    assert ranking._scratch(1500).size == 1500
+
+
+def test_workspace_can_be_measured_released_and_capped(monkeypatch):
+    monkeypatch.setattr(ranking, "_limit_bytes", ranking._limit_bytes)
+    values = torch.rand(1, 50_000)
+    expected = empirical_cdf(values)
+    assert ranking.workspace_bytes() >= 16 * 50_000
+    assert ranking.release_workspace() >= 16 * 50_000
+    assert ranking.workspace_bytes() == 0
+    ranking.set_workspace_limit(0)  # keep nothing: every call allocates afresh
+    torch.testing.assert_close(empirical_cdf(values), expected, rtol=0, atol=0)
+    assert ranking.workspace_bytes() == 0
+    with pytest.raises(ValueError, match="nbytes must be an int >= 0"):
+        ranking.set_workspace_limit(-1)
+
+
+def test_a_threads_workspace_goes_with_the_thread():
+    def rank():
+        empirical_cdf(torch.rand(1, 30_000))  # one thread: no pool
+
+    ranking.release_workspace()
+    worker = threading.Thread(target=rank)
+    worker.start()
+    worker.join()
+    del worker
+    gc.collect()
+    assert ranking.workspace_bytes() == 0

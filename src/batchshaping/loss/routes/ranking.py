@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -30,7 +31,23 @@ from torch import Tensor
 from batchshaping._runtime.threads import default_threads, run_ranges, run_tasks
 from batchshaping._runtime.tracing import plain_cpu_tensor
 
-__all__ = ["empirical_cdf", "host_ranking_applies"]
+__all__ = [
+    "empirical_cdf",
+    "host_ranking_applies",
+    "release_workspace",
+    "set_workspace_limit",
+    "workspace_bytes",
+]
+
+
+class _Holder:
+    """One thread's kept workspace; freed with the thread."""
+
+    __slots__ = ("__weakref__", "array")
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
 
 # Indices live in the low 32 bits of a key.
 _MAX_GROUP_SIZE = 2**32
@@ -40,9 +57,12 @@ _MIN_PER_THREAD = 32_768
 _PIVOT_SAMPLE = 4096
 
 _kernels = None
+
+# The workspace each thread keeps between calls (see ``_scratch``), and the most bytes one may
+# keep (512 MiB unless ``set_workspace_limit`` says otherwise).
 _workspace = threading.local()
-# The most int64 values a thread's workspace keeps between calls (512 MiB).
-_MAX_KEPT = 1 << 26
+_holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+_limit_bytes = 1 << 29
 
 
 def host_ranking_applies(values: Tensor) -> bool:
@@ -154,15 +174,65 @@ def _scratch(count: int) -> np.ndarray:
     time. The workspace grows to the largest request and is then reused, as torch's CUDA
     allocator keeps its blocks: each thread that ranks keeps 16 bytes per value of the largest
     input it ranked (the main thread for one long group, the pool's threads for many groups), up
-    to ``_MAX_KEPT`` values; a larger request gets memory of its own, freed after the call.
+    to the limit (:func:`set_workspace_limit`); a larger request gets memory of its own, freed
+    after the call. :func:`release_workspace` frees what is kept.
     """
-    array = getattr(_workspace, "array", None)
+    holder = getattr(_workspace, "holder", None)
+    if holder is None:
+        holder = _workspace.holder = _Holder()
+        _holders.add(holder)
+    array = holder.array
     if array is not None and array.size >= count:
         return array[:count]
     array = np.empty(count, dtype=np.int64)
-    if count <= _MAX_KEPT:
-        _workspace.array = array
+    if array.nbytes <= _limit_bytes:
+        holder.array = array
     return array
+
+
+def workspace_bytes() -> int:
+    """The bytes the ranking keeps between calls, over all threads.
+
+    Example:
+        >>> import torch
+        >>> from batchshaping import batch_shaping_loss
+        >>> from batchshaping.loss import release_workspace, workspace_bytes
+        >>> from torch.distributions import Normal
+        >>> _ = batch_shaping_loss(torch.rand(100_000), Normal(0.5, 0.2))
+        >>> workspace_bytes() >= 16 * 100_000
+        True
+        >>> release_workspace() >= 16 * 100_000, workspace_bytes()
+        (True, 0)
+    """
+    return sum(holder.array.nbytes for holder in list(_holders) if holder.array is not None)
+
+
+def release_workspace() -> int:
+    """Free the workspace the ranking keeps between calls (every thread's); returns its bytes.
+
+    The next call allocates (and faults in) its workspace again.
+    """
+    freed = 0
+    for holder in list(_holders):
+        if holder.array is not None:
+            freed += holder.array.nbytes
+            holder.array = None
+    return freed
+
+
+def set_workspace_limit(nbytes: int) -> None:
+    """Keep at most ``nbytes`` of workspace per thread between calls (default 512 MiB).
+
+    0 keeps nothing: every call allocates afresh (slower: fresh memory costs a page fault per
+    page). Workspace kept beyond a lowered limit is freed now.
+    """
+    global _limit_bytes
+    if not (isinstance(nbytes, int) and nbytes >= 0):
+        raise ValueError(f"nbytes must be an int >= 0, got {nbytes!r}")
+    _limit_bytes = nbytes
+    for holder in list(_holders):
+        if holder.array is not None and holder.array.nbytes > nbytes:
+            holder.array = None
 
 
 def _threads(num_rows: int, row_size: int) -> int:
