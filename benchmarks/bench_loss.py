@@ -424,9 +424,8 @@ _MEMORY = textwrap.dedent(
     value.backward()
     peak = status()["VmHWM"]
     # What the ranking keeps between calls (its workspace), already resident before the call.
-    from batchshaping.loss.routes import ranking as _ranking
-    workspace = getattr(_ranking._workspace, "array", None) if {which!r} == "ours" else None
-    kept = 0 if workspace is None else workspace.nbytes
+    from batchshaping.loss import workspace_bytes
+    kept = workspace_bytes() if {which!r} == "ours" else 0
     print(peak - before, sum(saved), kept)
     """
 )

@@ -12,10 +12,11 @@ threads, and would wait forever for them. The pool is dropped in the child
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -25,9 +26,31 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
+_override = threading.local()
+
+
 def default_threads() -> int:
-    """Threads a kernel may use: torch's intra-op thread count (``torch.set_num_threads``)."""
-    return max(1, torch.get_num_threads())
+    """Threads a kernel may use: torch's intra-op thread count (``torch.set_num_threads``), so
+    that ``torch.set_num_threads(1)`` pins the package to one core too; or :func:`limit`'s."""
+    chosen = getattr(_override, "threads", None)
+    return max(1, torch.get_num_threads() if chosen is None else chosen)
+
+
+@contextlib.contextmanager
+def limit(threads: int) -> Iterator[None]:
+    """Use ``threads`` threads in this thread's calls inside the block, whatever torch's count.
+
+    The package follows ``torch.set_num_threads``; this sets its own count apart from torch's
+    (a forked child may need torch on one thread while the package uses several).
+    """
+    if not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    saved = getattr(_override, "threads", None)
+    _override.threads = threads
+    try:
+        yield
+    finally:
+        _override.threads = saved
 
 
 def _submit(function: Callable[[], None], copies: int) -> list[Future]:

@@ -102,36 +102,48 @@ class EagerSquaredDistance(torch.autograd.Function):
                 # One copy of the parameter per group, so its gradient stays per group.
                 leaf = torch.broadcast_to(leaf, group_shape).contiguous()
             leaves.append(leaf.requires_grad_(want))
-        grad_values = torch.empty_like(values) if want_values else None
         grad_parameters = [
             torch.zeros_like(leaf) if leaf.requires_grad else None for leaf in leaves
         ]
+        chunks = range(0, values.shape[-1], step)
+        # One chunk keeps the gradient autograd returns; several write theirs into one tensor.
+        grad_values = torch.empty_like(values) if want_values and len(chunks) > 1 else None
         losses = values.new_zeros(group_shape)
         filled = fill_masked(values.detach(), keep)
-        for start in range(0, values.shape[-1], step):
+        slope_scale = -2 * weight.unsqueeze(-1)
+        for start in chunks:
             part = slice(start, start + step)
             chunk = filled[..., part].requires_grad_(want_values)
             with torch.enable_grad():
                 modelled = model(dict(zip(names, leaves, strict=True)), chunk)
-            difference = empirical[..., part] - modelled.detach()
+            # E - F, in place of E where the dtypes allow: E is not needed again (a second
+            # derivative recomputes it), and memory is what the large inputs are short of.
+            difference = empirical[..., part]
+            if difference.dtype == torch.promote_types(difference.dtype, modelled.dtype):
+                difference.sub_(modelled.detach())
+            else:
+                difference = difference - modelled.detach()
             if keep is not None:
                 difference.mul_(keep[..., part])
-            weighted = difference * weight.unsqueeze(-1)
-            losses += torch.linalg.vecdot(weighted, difference)
+            losses += torch.linalg.vecdot(difference, difference) * weight
             inputs = [t for t in (chunk, *leaves) if t.requires_grad]
             if not (inputs and modelled.requires_grad):
-                if want_values:
-                    grad_values[..., part] = 0
-                continue
-            slope = weighted.mul_(-2).to(modelled.dtype)
-            found = torch.autograd.grad(modelled, inputs, slope, allow_unused=True)
-            found = dict(zip(map(id, inputs), found, strict=True))
-            if want_values:
-                gradient = found[id(chunk)]
-                grad_values[..., part] = 0 if gradient is None else gradient
-            for accumulated, leaf in zip(grad_parameters, leaves, strict=True):
-                if accumulated is not None and found[id(leaf)] is not None:
-                    accumulated += found[id(leaf)]
+                gradient = torch.zeros_like(chunk) if want_values else None
+            else:
+                slope = difference.mul_(slope_scale).to(modelled.dtype)
+                found = torch.autograd.grad(modelled, inputs, slope, allow_unused=True)
+                del modelled, slope  # the prior's intermediates go before the next chunk
+                found = dict(zip(map(id, inputs), found, strict=True))
+                for accumulated, leaf in zip(grad_parameters, leaves, strict=True):
+                    if accumulated is not None and found[id(leaf)] is not None:
+                        accumulated += found[id(leaf)]
+                gradient = found.get(id(chunk)) if want_values else None
+                if want_values and gradient is None:
+                    gradient = torch.zeros_like(chunk)
+            if grad_values is None:
+                grad_values = gradient
+            elif gradient is not None:
+                grad_values[..., part] = gradient
         ctx.save_for_backward(values, *parameters)
         ctx.gradients = (grad_values, grad_parameters)
         ctx.recompute = (

@@ -1,0 +1,116 @@
+"""The package's thread pool: follows torch's thread count, survives fork, serves two threads."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from batchshaping import batch_shaping_loss, betainc
+from batchshaping._runtime import threads
+from batchshaping.distributions import Beta
+
+# Large enough that the ranking and betainc share their work out over threads.
+N = 400_000
+
+
+def _losses(seed: int) -> list[float]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(N, generator=generator)
+    grouped = torch.rand(4, N // 4, generator=generator)
+    a = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    return [
+        batch_shaping_loss(x, Beta(2.0, 6.0)).item(),
+        batch_shaping_loss(grouped, Beta(a, 3.0), dim=1, reduction="sum").item(),
+        batch_shaping_loss(x, Normal(0.5, 0.2)).item(),
+        betainc(2.0, 6.0, x.double()).sum().item(),
+    ]
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _in_child(connection, package_threads):
+    torch.set_num_threads(1)  # as DataLoader workers do: torch's own threads do not survive
+    with threads.limit(package_threads):
+        connection.send(_losses(0))
+    connection.close()
+
+
+@pytest.mark.parametrize("package_threads", [1, 2])
+def test_a_forked_child_computes_the_same_losses(two_threads, package_threads, monkeypatch):
+    submitted = []
+    original = threads._submit
+    monkeypatch.setattr(threads, "_submit", lambda *args: submitted.append(1) or original(*args))
+    expected = _losses(0)  # starts the pool in the parent
+    assert submitted, "the parent's call should have used the pool"
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_in_child, args=(sender, package_threads))
+    child.start()
+    sender.close()
+    finished = receiver.poll(60)
+    if not finished:
+        child.kill()
+    child.join(10)
+    assert finished, "the forked child hung"
+    # float32 sums of 400,000 terms: torch's reductions add in another order on one thread.
+    assert receiver.recv() == pytest.approx(expected, rel=1e-5)
+    assert child.exitcode == 0
+
+
+def test_two_python_threads_get_what_each_would_get_alone(two_threads):
+    alone = {seed: _losses(seed) for seed in (1, 2)}
+    found: dict[int, list[list[float]]] = {1: [], 2: []}
+    errors = []
+
+    def work(seed):
+        try:
+            for _ in range(3):
+                found[seed].append(_losses(seed))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(seed,)) for seed in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert not errors and not any(worker.is_alive() for worker in workers)
+    for seed in (1, 2):
+        assert all(result == alone[seed] for result in found[seed]), seed
+
+
+def test_one_torch_thread_means_no_pool(monkeypatch):
+    saved = torch.get_num_threads()
+    submitted = []
+    original = threads._submit
+    monkeypatch.setattr(threads, "_submit", lambda *args: submitted.append(1) or original(*args))
+    torch.set_num_threads(1)
+    try:
+        _losses(3)
+    finally:
+        torch.set_num_threads(saved)
+    assert submitted == []
+
+
+def test_run_tasks_runs_every_task_once_and_raises_the_first_error():
+    done = []
+    threads.run_tasks([lambda k=k: done.append(k) for k in range(20)], threads=3)
+    assert sorted(done) == list(range(20))
+
+    def fail():
+        raise RuntimeError("task failed")
+
+    with pytest.raises(RuntimeError, match="task failed"):
+        threads.run_tasks([fail, lambda: None, lambda: None], threads=2)
+    with pytest.raises(ValueError, match="threads must be an int >= 1"), threads.limit(0):
+        pass
