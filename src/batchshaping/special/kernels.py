@@ -16,10 +16,15 @@ name                      what                                                  
 ``"cpu-elementwise"``     numba: each element on its own, with its own stopping point   cpu
 ``"cpu-shared"``          numba: SIMD lanes wherever (a, b) repeat at all               cpu
 ``"portable"``            plain torch operations, fixed term counts, no host sync       any
+``"triton"``              Triton: one launch, each element with its own stopping point  cuda
 ========================  ==========================================================  =========
 
+``"triton"`` is available where triton is installed and CUDA is (and, with the environment
+variable ``TRITON_INTERPRET=1`` set before batchshaping is imported, on CPU tensors under
+Triton's interpreter, which runs the same kernel code; slowly, for tests).
+
 Outside any :func:`kernel` block the choice is automatic: ``"cpu"`` for CPU tensors,
-``"portable"`` elsewhere.
+``"triton"`` for CUDA tensors where it is available, ``"portable"`` elsewhere.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 from batchshaping._runtime.choice import Choice
@@ -111,7 +118,9 @@ def resolve(device_type: str) -> KernelFunction:
     """The entry point that computes ``betainc`` for tensors on ``device_type`` now."""
     name = _CHOICE.current()
     if name is None:
-        name = "cpu" if device_type == "cpu" and "cpu" in available_kernels() else "portable"
+        name = _AUTOMATIC.get(device_type, "portable")
+        if name not in available_kernels():
+            name = "portable"
     entry = _ENTRIES[name]
     if entry.devices is not None and device_type not in entry.devices:
         raise ValueError(
@@ -131,6 +140,22 @@ def _numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+# Triton's interpreter runs kernels on CPU tensors; triton reads the variable when the kernel is
+# decorated, that is when its module is first imported, after this one.
+_TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def _triton_runs_here() -> bool:
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return _TRITON_INTERPRETED or torch.cuda.is_available()
+
+
+# The automatic choice for each device type, where that kernel is available.
+_AUTOMATIC = {"cpu": "cpu", "cuda": "triton"}
+
+
 register(
     "cpu",
     "batchshaping.special._cpu_shared",
@@ -148,3 +173,9 @@ register(
     "cpu-shared", "batchshaping.special._cpu_shared", devices=("cpu",), available=_numba_installed
 )
 register("portable", "batchshaping.special._portable", devices=None)
+register(
+    "triton",
+    "batchshaping.special._triton",
+    devices=("cuda", "cpu") if _TRITON_INTERPRETED else ("cuda",),
+    available=_triton_runs_here,
+)
