@@ -6,6 +6,7 @@ in the same run of the same script, so that machine drift cancels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -104,21 +105,43 @@ def write_results(name: str, rows: Sequence[dict[str, Any]], **extra: Any) -> Pa
     return path
 
 
-def fresh_process_times(code: str, attempts: int = 3) -> list[tuple[float, float]]:
+def fresh_process_times(
+    code: str, attempts: int = 3, *, warm_cache: bool = False
+) -> list[tuple[float, float]]:
     """Run ``code`` in new Python processes, each with an empty numba cache.
 
     ``code`` prints two numbers (say, seconds to import and seconds of the first call); returns
-    them for each attempt.
+    them for each attempt. With ``warm_cache`` each attempt first runs ``code`` once, untimed,
+    to fill its cache, then times a second process that finds the cache full.
     """
     times = []
     for _ in range(attempts):
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-            output = subprocess.run(
-                [sys.executable, "-c", code], env=env, capture_output=True, text=True
-            )
-        if output.returncode:
-            raise RuntimeError(output.stderr)
+            for _ in range(2 if warm_cache else 1):
+                output = subprocess.run(
+                    [sys.executable, "-c", code], env=env, capture_output=True, text=True
+                )
+                if output.returncode:
+                    raise RuntimeError(output.stderr)
         first, second = map(float, output.stdout.split())
         times.append((first, second))
     return times
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """Keep ``count`` cores busy with other processes (plain busy loops) inside the block.
+
+    The normal state of a training machine: a data loader worker, another job. Nothing is pinned:
+    the system schedules the loops as it schedules any process.
+    """
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.5)  # let them start
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+        for loop in loops:
+            loop.wait()
