@@ -68,6 +68,11 @@ _BUCKETS = 1 << _DIGIT_BITS
 _SIGN = np.int64(1 << 31)
 
 
+def digit_counts() -> np.ndarray:
+    """Scratch for the digit counts of :func:`sort_keys`."""
+    return np.empty((_DIGITS, _BUCKETS), dtype=np.int64)
+
+
 @jit
 def _digit(key, shift):
     """A digit of the high word of ``key``, shifted so that digits order like the signed word."""
@@ -75,24 +80,28 @@ def _digit(key, shift):
 
 
 @jit
-def sort_keys(keys, buffer, backwards):
+def sort_keys(keys, buffer, backwards, counts):
     """Sort a row of keys by their high words, in place, by a stable LSD radix sort.
 
     Keys with equal high words keep their order, and their low words (indices) are in increasing
     order when the keys are (or, with ``backwards``, when they are in decreasing order: the
     first pass then reads them from the end), so the result is the order of the whole keys.
-    ``buffer`` is scratch space at least as long. The passes go from ``keys`` to ``buffer`` and
-    back, an even number of them, so the sorted keys end where they started.
+    ``buffer`` is scratch space of the same length (an array of the same layout, so that the
+    passes both ways are one compiled function). The passes go from ``keys`` to ``buffer`` and
+    back, an even number of them, so the sorted keys end where they started. ``counts`` is
+    (_DIGITS, _BUCKETS) int64 scratch (allocated by the caller: numba's ``np.zeros`` costs a
+    compile of its own on first use).
     """
     size = keys.size
-    buffer = buffer[:size]
-    counts = np.zeros((_DIGITS, _BUCKETS), dtype=np.int64)
+    counts[:] = 0
     for i in range(size):
         for d in range(_DIGITS):
             counts[d, _digit(keys[i], d * _DIGIT_BITS)] += 1
+    # Both passes read their flag from a run-time expression: a constant would be typed as a
+    # literal, and each distinct literal compiles the pass once more on first use.
     for d in range(0, _DIGITS, 2):
         _scatter(keys, buffer, counts[d], d * _DIGIT_BITS, backwards and d == 0)
-        _scatter(buffer, keys, counts[d + 1], (d + 1) * _DIGIT_BITS, False)
+        _scatter(buffer, keys, counts[d + 1], (d + 1) * _DIGIT_BITS, backwards and d < 0)
 
 
 @jit
@@ -112,10 +121,14 @@ def _scatter(source, target, counts, shift, backwards):
 
 
 @jit
-def sort_rows(keys, buffer):
-    """:func:`sort_keys` of every row of ``keys`` (rows, n), with one row of ``buffer``."""
+def sort_rows(keys, buffer, backwards, counts):
+    """:func:`sort_keys` of every row of ``keys`` (rows, n), with ``buffer`` (n,) as scratch.
+
+    ``backwards`` (False for rows written in index order) is the caller's, not a constant: a
+    constant would compile :func:`sort_keys` once more for its literal type.
+    """
     for r in range(keys.shape[0]):
-        sort_keys(keys[r], buffer, False)
+        sort_keys(keys[r], buffer, backwards, counts)
 
 
 @jit
@@ -132,7 +145,8 @@ def ranks_from_keys(keys, kept, masked, ties, out):
             count = 0
             for i in range(columns):
                 count += kept[r, i]
-        ranks_of_part(keys[r], 0, count, kept, r, masked, ties, out[r])
+        first = r - r  # 0, typed as the caller's int64 rather than a literal (one compile)
+        ranks_of_part(keys[r], first, count, kept, r, masked, ties, out[r])
 
 
 @jit
