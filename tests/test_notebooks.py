@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 
 
-def test_both_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [path.name for path in NOTEBOOKS] == [
         "batch_shaping.ipynb",
         "gated_network.ipynb",
