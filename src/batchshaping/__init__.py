@@ -13,6 +13,7 @@ from batchshaping.compat import Prior, gbas_loss
 from batchshaping.distributions import Beta, RelaxedBernoulli, SymmetricBeta
 from batchshaping.loss import (
     BatchShapingLoss,
+    ECDFMemory,
     GeneralizedBatchShaping,
     GeneralizedBatchShapingTerms,
     batch_shaping_loss,
@@ -22,6 +23,7 @@ from batchshaping.special import betainc
 __all__ = [
     "BatchShapingLoss",
     "Beta",
+    "ECDFMemory",
     "GeneralizedBatchShaping",
     "GeneralizedBatchShapingTerms",
     "Prior",

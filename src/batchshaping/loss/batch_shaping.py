@@ -2,8 +2,10 @@
 
 The public entry points are :func:`batch_shaping_loss` and its thin module
 :class:`BatchShapingLoss`. The function checks its arguments, lays the samples of every group
-out last, (*groups, N), picks a route once (:func:`batchshaping.loss.routes.choose`: sorted,
-ranked or chunked, each in its own module) and hands it the values; the route returns the
+out last, (*groups, N), with ``sync=True`` gathers them across the ranks
+(:mod:`batchshaping.loss.global_batch`), picks a route once
+(:func:`batchshaping.loss.routes.choose`: sorted, ranked or chunked, each in its own module) and
+hands it the values; the route (or an :class:`~batchshaping.loss.ECDFMemory`) returns the
 reduced loss.
 """
 
@@ -12,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from batchshaping._runtime.tracing import tracing
-from batchshaping.loss import _checks, routes
+from batchshaping.loss import _checks, global_batch, routes
 from batchshaping.loss._checks import Dim
 from batchshaping.loss._stored_prior import StoredPrior
+from batchshaping.loss.memory import ECDFMemory
 
 __all__ = ["BatchShapingLoss", "batch_shaping_loss"]
 
@@ -36,6 +40,9 @@ def batch_shaping_loss(
     logits: bool = False,
     reduction: str = "mean",
     validate: bool = True,
+    sync: bool = False,
+    process_group: dist.ProcessGroup | None = None,
+    memory: ECDFMemory | None = None,
 ) -> Tensor:
     r"""Batch-Shaping loss of ``x`` against ``prior`` (Bejnordi et al., ICLR 2020).
 
@@ -70,6 +77,20 @@ def batch_shaping_loss(
             by the mask. These checks read values on the host (on CUDA a synchronisation); they
             are skipped when False, and always while ``torch.compile`` traces or a ``torch.func``
             transform runs. With them off, an empty group contributes 0.
+        sync: gather the samples of every group across the ranks of ``process_group`` (like
+            ``SyncBatchNorm``), so that every rank computes the loss of the global batch, the
+            ranks' samples concatenated in rank order: the same loss as one process on the whole
+            batch. Ranks may hold different numbers of samples (none included). Each rank's x
+            receives the gradient of the sum of the ranks' losses, W times its part of the
+            gradient of the global loss for W ranks: DDP, which averages parameter gradients over
+            the ranks, then gives the model the gradient of one process on the whole batch, and
+            the prior's parameters (not gathered) get that gradient on every rank as they are.
+            Without DDP, average the gradients of replicated parameters over the ranks (all_reduce
+            and divide by W), and divide those of what one rank alone owns by W. Every rank must
+            call the loss and its backward; the prior must be the same on every rank.
+        process_group: the ranks to gather over (default: the whole world).
+        memory: an :class:`~batchshaping.loss.ECDFMemory`: rank the values among those of
+            earlier calls as well (the loss sums over the current values only; see there).
 
     The loss runs on one of three routes (sorted, ranked, chunked), chosen automatically or with
     :func:`batchshaping.loss.route`; all give the same loss and gradients. Higher derivatives
@@ -83,7 +104,12 @@ def batch_shaping_loss(
     Raises:
         ValueError: naming the argument, for a bad ``dim``, ``mask`` or ``reduction``, a group of
             fewer than 2 values, non-finite values in x, or a prior whose batch shape does not
-            broadcast to the groups. ``TypeError`` for an x or prior of the wrong type.
+            broadcast to the groups. ``TypeError`` for an x or prior of the wrong type. With
+            ``sync=True``, on every rank when one rank's arguments fail these checks or when the
+            ranks disagree on the group shape, the number of groups, x's dtype, ``ties``,
+            ``logits``, ``reduction`` or whether x requires a gradient (checked in one
+            collective before the data moves).
+        RuntimeError: for ``sync=True`` without an initialised process group.
 
     Example:
         >>> from torch.distributions import Normal
@@ -91,25 +117,37 @@ def batch_shaping_loss(
         >>> batch_shaping_loss(x, Normal(0.0, 1.0), dim=1, reduction="none")
         tensor([0.0417, 0.0056])
     """
-    _checks.check_x(x)
-    _checks.check_reduction(reduction)
-    sample_dims = _checks.sample_dims(dim, x.ndim)
-    _checks.check_mask(mask, x)
-    _checks.check_prior(prior)
+    group = global_batch.process_group_of(process_group) if sync else None
+    # A rank whose own checks fail tells the others, which would wait for its data otherwise.
+    with global_batch.shared_failure(group, x):
+        _checks.check_x(x)
+        _checks.check_reduction(reduction)
+        sample_dims = _checks.sample_dims(dim, x.ndim)
+        _checks.check_mask(mask, x)
+        _checks.check_prior(prior)
+        if memory is not None and not isinstance(memory, ECDFMemory):
+            raise TypeError(f"memory must be an ECDFMemory or None, got {type(memory).__name__}")
 
-    compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-    values, group_shape = _checks.samples_last(x.to(compute_dtype), sample_dims)
+        compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+        values, group_shape = _checks.samples_last(x.to(compute_dtype), sample_dims)
+        _checks.check_prior_shape(prior, group_shape)
+        mask_last = None if mask is None else _checks.samples_last(mask, sample_dims)[0]
+        if validate and not tracing():
+            _checks.check_finite(values, mask_last)
+    if group is not None:
+        options = (ties, logits, reduction)
+        values, mask_last = global_batch.gather(values, mask_last, group, x.dtype, options)
     num_samples = values.shape[-1]
     if num_samples < 2:
+        across = " across the ranks" if group is not None else ""
         raise ValueError(
             f"x: every group needs at least 2 samples, but dim={dim} gives groups of "
-            f"{num_samples} (x has shape {tuple(x.shape)})"
+            f"{num_samples}{across} (x has shape {tuple(x.shape)})"
         )
-    _checks.check_prior_shape(prior, group_shape)
-    mask_last = None if mask is None else _checks.samples_last(mask, sample_dims)[0]
     if validate and not tracing():
-        _checks.check_finite(values, mask_last)
         _checks.check_group_sizes(mask_last)
+    if memory is not None:
+        return memory.loss(values, mask_last, prior, ties, logits, reduction).to(x.dtype)
     route = routes.choose(values, prior, reduction)
     return route(values, mask_last, prior, ties, logits, reduction).to(x.dtype)
 
@@ -130,7 +168,10 @@ class BatchShapingLoss(nn.Module):
 
     Args:
         prior: a Distribution, or a callable with no arguments that returns one.
-        dim, ties, logits, reduction, validate: as in :func:`batch_shaping_loss`.
+        dim, ties, logits, reduction, validate, sync, process_group: as in
+            :func:`batch_shaping_loss`.
+        memory: an :class:`~batchshaping.loss.ECDFMemory`, registered as a submodule (so
+            ``state_dict`` and ``.to()`` reach it), or ``None``.
 
     Example:
         >>> from torch.distributions import Normal
@@ -148,9 +189,14 @@ class BatchShapingLoss(nn.Module):
         logits: bool = False,
         reduction: str = "mean",
         validate: bool = True,
+        sync: bool = False,
+        process_group: dist.ProcessGroup | None = None,
+        memory: ECDFMemory | None = None,
     ) -> None:
         super().__init__()
         _checks.check_reduction(reduction)
+        if memory is not None and not isinstance(memory, ECDFMemory):
+            raise TypeError(f"memory must be an ECDFMemory or None, got {type(memory).__name__}")
         if isinstance(prior, Distribution):
             prior = StoredPrior(prior)
         elif not callable(prior):
@@ -164,6 +210,9 @@ class BatchShapingLoss(nn.Module):
         self.logits = logits
         self.reduction = reduction
         self.validate = validate
+        self.sync = sync
+        self.process_group = process_group
+        self.memory = memory
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """The loss of ``x`` (and ``mask``) as :func:`batch_shaping_loss` gives it."""
@@ -176,11 +225,14 @@ class BatchShapingLoss(nn.Module):
             logits=self.logits,
             reduction=self.reduction,
             validate=self.validate,
+            sync=self.sync,
+            process_group=self.process_group,
+            memory=self.memory,
         )
 
     def extra_repr(self) -> str:
         prior = "" if isinstance(self.prior, nn.Module) else f"prior={self.prior}, "
         return (
             f"{prior}dim={self.dim}, ties={self.ties}, logits={self.logits}, "
-            f"reduction={self.reduction!r}"
+            f"reduction={self.reduction!r}" + (", sync=True" if self.sync else "")
         )

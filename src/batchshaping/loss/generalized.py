@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributions import Distribution, biject_to, constraints
 from torch.distributions.transforms import (
@@ -20,6 +21,7 @@ from batchshaping.distributions import Beta, RelaxedBernoulli
 from batchshaping.loss._checks import Dim
 from batchshaping.loss._stored_prior import StoredPrior
 from batchshaping.loss.batch_shaping import batch_shaping_loss
+from batchshaping.loss.memory import ECDFMemory
 
 __all__ = ["GeneralizedBatchShaping", "GeneralizedBatchShapingTerms"]
 
@@ -71,6 +73,9 @@ class GeneralizedBatchShaping(nn.Module):
         init_probs, init_temperature: initial p and tau (numbers or tensors of ``group_shape``).
         init_concentration1, init_concentration0: initial a and b for ``"beta"``.
         ties, logits, validate: as in :func:`batchshaping.batch_shaping_loss`, for the group term.
+        sync, process_group, memory: as in :func:`batchshaping.batch_shaping_loss`, for the group
+            term (the other terms depend on the parameters alone: with ``sync=True`` every rank
+            computes them, and gets the gradient of one process in every parameter).
 
     Example:
         >>> from batchshaping.distributions import Beta
@@ -99,6 +104,9 @@ class GeneralizedBatchShaping(nn.Module):
         ties: bool = False,
         logits: bool = False,
         validate: bool = True,
+        sync: bool = False,
+        process_group: dist.ProcessGroup | None = None,
+        memory: ECDFMemory | None = None,
     ) -> None:
         super().__init__()
         shape = torch.Size((group_shape,) if isinstance(group_shape, int) else group_shape)
@@ -130,6 +138,9 @@ class GeneralizedBatchShaping(nn.Module):
         self.ties = ties
         self.logits = logits
         self.validate = validate
+        self.sync = sync
+        self.process_group = process_group
+        self.memory = memory
         self.last_terms: GeneralizedBatchShapingTerms | None = None
 
         if prior == "relaxed_bernoulli":
@@ -232,6 +243,9 @@ class GeneralizedBatchShaping(nn.Module):
             ties=self.ties,
             logits=self.logits,
             validate=self.validate,
+            sync=self.sync,
+            process_group=self.process_group,
+            memory=self.memory,
         )
         zero = groups.new_zeros(())
         hyperprior = zero
