@@ -28,15 +28,9 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[2]
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
-# Left out under the interpreter, where every operation on a block costs ~0.1 ms of Python:
-# the 200,000-point float64 value test (test_triton.py runs it at 20,000) and the hypothesis
-# properties (150 examples each).
-_LEFT_OUT = (
-    "test_values_match_scipy_float64",
-    "test_reflection",
-    "test_monotone_in_x",
-    "test_recurrence_in_a",
-)
+# Left out under the interpreter, where every operation on a block costs ~0.1 ms of Python: the
+# hypothesis properties (150 examples each, about two minutes of the interpreter).
+_LEFT_OUT = ("test_reflection", "test_monotone_in_x", "test_recurrence_in_a")
 
 
 @pytest.mark.skipif(INTERPRETED, reason="already under the interpreter (this test starts it)")

@@ -111,10 +111,11 @@ def _lgamma(x):
 
 @triton.jit
 def _digamma(x):
-    """psi(x), x > 0: the recurrence up to x >= 6, then the asymptotic series."""
+    """psi(x), x > 0: the recurrence up to x >= 10, then the asymptotic series (its first omitted
+    term, 1 / (12 x^14), is 8e-16 there; from 6, it would be 1e-12)."""
     result = tl.zeros_like(x)
-    for _ in tl.static_range(6):
-        low = x < 6.0
+    for _ in tl.static_range(10):
+        low = x < 10.0
         result = tl.where(low, result - 1.0 / x, result)
         x = tl.where(low, x + 1.0, x)
     inv = 1.0 / x
@@ -279,27 +280,25 @@ def _continued_fraction(
         odd = -(p + mf) * (pq + mf) * inv_r0 * inv_r1
         even_q = (mf + 1.0) * inv_r1 * inv_r2
         even = (q - (mf + 1.0)) * even_q
-        d = odd * u_active
-        if WANT_GRAD_AB:
-            inv_q = 1.0 / (pq + mf)
-            d_p = odd * (1.0 / (p + mf) + inv_q - inv_r0 - inv_r1) * u_active
-            d_q = odd * inv_q * u_active
-            num_prev_p, num_p = num_p, num_p + d_p * num_prev + d * num_prev_p
-            den_prev_p, den_p = den_p, den_p + d_p * den_prev + d * den_prev_p
-            num_prev_q, num_q = num_q, num_q + d_q * num_prev + d * num_prev_q
-            den_prev_q, den_q = den_q, den_q + d_q * den_prev + d * den_prev_q
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
-        d = even * u_active
-        if WANT_GRAD_AB:
-            d_p = -d * (inv_r1 + inv_r2)
-            d_q = even_q * u_active
-            num_prev_p, num_p = num_p, num_p + d_p * num_prev + d * num_prev_p
-            den_prev_p, den_p = den_p, den_p + d_p * den_prev + d * den_prev_p
-            num_prev_q, num_q = num_q, num_q + d_q * num_prev + d * num_prev_q
-            den_prev_q, den_q = den_q, den_q + d_q * den_prev + d * den_prev_q
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
+        for step in tl.static_range(2):  # d_{2m+1}, then d_{2m+2}
+            if step == 0:
+                d = odd * u_active
+                if WANT_GRAD_AB:
+                    inv_q = 1.0 / (pq + mf)
+                    d_p = odd * (1.0 / (p + mf) + inv_q - inv_r0 - inv_r1) * u_active
+                    d_q = odd * inv_q * u_active
+            else:
+                d = even * u_active
+                if WANT_GRAD_AB:
+                    d_p = -d * (inv_r1 + inv_r2)
+                    d_q = even_q * u_active
+            if WANT_GRAD_AB:
+                num_prev_p, num_p = num_p, num_p + d_p * num_prev + d * num_prev_p
+                den_prev_p, den_p = den_p, den_p + d_p * den_prev + d * den_prev_p
+                num_prev_q, num_q = num_q, num_q + d_q * num_prev + d * num_prev_q
+                den_prev_q, den_q = den_q, den_q + d_q * den_prev + d * den_prev_q
+            num_prev, num = num, num + d * num_prev
+            den_prev, den = den, den + d * den_prev
         inv_r0 = inv_r2
         far = (tl.abs(den) <= _RESCALE_LOW) | (tl.abs(den) >= _RESCALE_HIGH)
         if tl.max(far.to(tl.int32), axis=0) > 0:  # rare: the division stays off the usual pass
