@@ -229,3 +229,18 @@ def test_a_memory_brings_the_loss_of_8_values_close_to_that_of_512():
     assert large == pytest.approx(1 / 3078, rel=0.1)
     assert remembering == pytest.approx(1 / 3078, rel=0.1)
     assert abs(remembering - large) < 0.01 * abs(small - large)
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_memory_never_synchronises_with_the_host():
+    memory = ECDFMemory(32).cuda()
+    prior = Beta(torch.tensor(2.0, device="cuda"), torch.tensor(6.0, device="cuda"))
+    x = torch.rand(8, 3, device="cuda", requires_grad=True)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            loss = batch_shaping_loss(x, prior, dim=0, memory=memory, validate=False)
+            loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert memory.counts().tolist() == [24, 24, 24]

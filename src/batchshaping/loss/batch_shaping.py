@@ -125,8 +125,7 @@ def batch_shaping_loss(
         sample_dims = _checks.sample_dims(dim, x.ndim)
         _checks.check_mask(mask, x)
         _checks.check_prior(prior)
-        if memory is not None and not isinstance(memory, ECDFMemory):
-            raise TypeError(f"memory must be an ECDFMemory or None, got {type(memory).__name__}")
+        _check_memory(memory)
 
         compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
         values, group_shape = _checks.samples_last(x.to(compute_dtype), sample_dims)
@@ -150,6 +149,11 @@ def batch_shaping_loss(
         return memory.loss(values, mask_last, prior, ties, logits, reduction).to(x.dtype)
     route = routes.choose(values, prior, reduction)
     return route(values, mask_last, prior, ties, logits, reduction).to(x.dtype)
+
+
+def _check_memory(memory: object) -> None:
+    if memory is not None and not isinstance(memory, ECDFMemory):
+        raise TypeError(f"memory must be an ECDFMemory or None, got {type(memory).__name__}")
 
 
 class BatchShapingLoss(nn.Module):
@@ -195,8 +199,7 @@ class BatchShapingLoss(nn.Module):
     ) -> None:
         super().__init__()
         _checks.check_reduction(reduction)
-        if memory is not None and not isinstance(memory, ECDFMemory):
-            raise TypeError(f"memory must be an ECDFMemory or None, got {type(memory).__name__}")
+        _check_memory(memory)
         if isinstance(prior, Distribution):
             prior = StoredPrior(prior)
         elif not callable(prior):
