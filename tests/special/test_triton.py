@@ -55,7 +55,9 @@ def _value_and_grads(a, b, x, dtype=torch.float64, device="cpu"):
 # --- the registry ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(INTERPRETED or torch.cuda.is_available(), reason="CUDA or the interpreter")
+@pytest.mark.skipif(
+    INTERPRETED or torch.cuda.is_available(), reason="triton runs here: CUDA or the interpreter"
+)
 def test_not_listed_without_cuda_or_the_interpreter():
     assert "triton" not in special.available_kernels()
     with pytest.raises(ValueError, match="'triton' cannot run in this process"):
@@ -290,8 +292,9 @@ def test_cuda_torch_compile_fullgraph(restore_validation):
         with special.kernel("triton"):
             function(a, b, leaf_x).backward()
         grads.append((a.grad, b.grad, leaf_x.grad))
+    # float32 sums over 512 values, in another order when compiled.
     for found, expected in zip(*grads, strict=True):
-        torch.testing.assert_close(found, expected)
+        torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.cuda
