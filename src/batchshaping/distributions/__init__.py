@@ -17,14 +17,24 @@ respect to the value is ``low`` there.
 
 One prior per module: :mod:`~batchshaping.distributions.beta`,
 :mod:`~batchshaping.distributions.symmetric_beta`,
-:mod:`~batchshaping.distributions.relaxed_bernoulli`; what each offers the loss is declared with
-:func:`~batchshaping.distributions.registry.register_prior` beside it
-(:mod:`~batchshaping.distributions.torch_priors` does it for torch's own).
+:mod:`~batchshaping.distributions.relaxed_bernoulli`,
+:mod:`~batchshaping.distributions.kumaraswamy`,
+:mod:`~batchshaping.distributions.hard_concrete` (atoms at 0 and 1: the CDF is right-continuous,
+so 0 itself has the CDF P(0)), :mod:`~batchshaping.distributions.logit_normal`,
+:mod:`~batchshaping.distributions.logistic` (on the real line) and
+:mod:`~batchshaping.distributions.empirical` (a reference sample); what each offers the loss is
+declared with :func:`~batchshaping.distributions.registry.register_prior` beside it
+(:mod:`~batchshaping.distributions.torch_priors` does it for torch's own: Normal, Uniform,
+Laplace, Exponential, Gumbel, Cauchy and TransformedDistribution).
 """
 
 from batchshaping.distributions import torch_priors as _torch_priors  # noqa: F401 (registers)
 from batchshaping.distributions.beta import ORIGINAL_DENSITY_BOUNDS, Beta
+from batchshaping.distributions.empirical import Empirical
+from batchshaping.distributions.hard_concrete import HardConcrete
 from batchshaping.distributions.kumaraswamy import Kumaraswamy
+from batchshaping.distributions.logistic import Logistic
+from batchshaping.distributions.logit_normal import LogitNormal
 from batchshaping.distributions.registry import PriorTraits, prior_traits, register_prior
 from batchshaping.distributions.relaxed_bernoulli import RelaxedBernoulli
 from batchshaping.distributions.symmetric_beta import SymmetricBeta
@@ -32,7 +42,11 @@ from batchshaping.distributions.symmetric_beta import SymmetricBeta
 __all__ = [
     "ORIGINAL_DENSITY_BOUNDS",
     "Beta",
+    "Empirical",
+    "HardConcrete",
     "Kumaraswamy",
+    "Logistic",
+    "LogitNormal",
     "PriorTraits",
     "RelaxedBernoulli",
     "SymmetricBeta",
