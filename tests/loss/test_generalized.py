@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.distributions import Normal
 
 from batchshaping import GeneralizedBatchShaping, batch_shaping_loss
-from batchshaping.distributions import Beta, RelaxedBernoulli
+from batchshaping.distributions import (
+    Beta,
+    HardConcrete,
+    Kumaraswamy,
+    LogitNormal,
+    RelaxedBernoulli,
+)
 
 F64 = torch.float64
 
@@ -55,9 +63,43 @@ def test_initial_values_and_transforms():
     assert isinstance(beta.prior(), Beta) and beta.prior().batch_shape == (2,)
 
 
-@pytest.mark.parametrize("prior", ["relaxed_bernoulli", "beta"])
+# family: (its prior's type, its initial values, the same values as that type's arguments);
+# the hyperprior shapes each prior's mean, but the relaxed Bernoulli's p (see the docstring).
+FAMILIES = {
+    "relaxed_bernoulli": (RelaxedBernoulli, {"init_probs": 0.3, "init_temperature": 0.6}, None),
+    "beta": (Beta, {"init_concentration1": 2.0, "init_concentration0": 5.0}, (2.0, 5.0)),
+    "kumaraswamy": (
+        Kumaraswamy,
+        {"init_concentration1": 2.0, "init_concentration0": 5.0},
+        (2.0, 5.0),
+    ),
+    "logit_normal": (LogitNormal, {"init_loc": -1.0, "init_scale": 0.5}, (-1.0, 0.5)),
+    "hard_concrete": (HardConcrete, {"init_log_alpha": 1.5, "init_temperature": 0.6}, (1.5, 0.6)),
+}
+WITH_TEMPERATURE = {"relaxed_bernoulli", "hard_concrete"}
+
+
+@pytest.mark.parametrize("prior", FAMILIES)
+def test_every_family_builds_its_prior_and_shapes_its_mean(prior):
+    cls, initial, arguments = FAMILIES[prior]
+    gbas = GeneralizedBatchShaping(3, Normal(0.4, 0.2), prior=prior, dim=0, **initial)
+    learned = gbas.prior()
+    assert type(learned) is cls and learned.batch_shape == (3,)
+    if arguments is not None:
+        expected = cls(*(torch.full((3,), value) for value in arguments))
+        x = torch.rand(20, 3)
+        torch.testing.assert_close(learned.cdf(x), expected.cdf(x))
+        torch.testing.assert_close(learned.mean, expected.mean)
+    # The hyperprior shapes the means, taken on the logits (exact where they saturate).
+    shaped = learned.probs if prior == "relaxed_bernoulli" else learned.mean
+    torch.testing.assert_close(torch.sigmoid(gbas.mean_logits()), shaped)
+    terms = gbas.terms(torch.rand(10, 3))
+    torch.testing.assert_close(terms.hyperprior, batch_shaping_loss(shaped, Normal(0.4, 0.2)))
+
+
+@pytest.mark.parametrize("prior", FAMILIES)
 def test_gradients_reach_every_parameter_and_the_data(prior):
-    options = {"temperature_weight": 0.1} if prior == "relaxed_bernoulli" else {}
+    options = {"temperature_weight": 0.1} if prior in WITH_TEMPERATURE else {}
     gbas = GeneralizedBatchShaping(5, Beta(3.0, 7.0), prior=prior, dim=0, **options)
     with torch.no_grad():  # distinct means, so the hyperprior term has a gradient to give
         for parameter in gbas.parameters():
@@ -125,6 +167,13 @@ BAD_OPTIONS = [
     ("hyperprior batch", dict(group_shape=3, hyperprior=Normal(torch.zeros(3), 1.0)), "batch_"),
     ("hyperprior type", dict(group_shape=3, hyperprior="beta"), "hyperprior must be"),
     ("weight on beta", dict(group_shape=3, prior="beta", temperature_weight=0.1), "relaxed_"),
+    (
+        "weight on kumaraswamy",
+        dict(group_shape=3, prior="kumaraswamy", temperature_weight=1),
+        "temp",
+    ),
+    ("logit normal scale", dict(group_shape=3, prior="logit_normal", init_scale=0.0), "init_scale"),
+    ("log alpha", dict(group_shape=3, prior="hard_concrete", init_log_alpha=math.inf), "init_log"),
     ("negative weight", dict(group_shape=3, temperature_weight=-1.0), "temperature_weight"),
     ("max temperature", dict(group_shape=3, max_temperature=0.0), "max_temperature"),
     ("probs 1", dict(group_shape=3, init_probs=1.0), "init_probs"),

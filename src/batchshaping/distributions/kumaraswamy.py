@@ -87,9 +87,23 @@ class Kumaraswamy(Distribution):
     @property
     def mean(self) -> Tensor:
         """b B(1 + 1/a, b)."""
+        return torch.exp(self._log_mean())
+
+    @property
+    def mean_logit(self) -> Tensor:
+        """logit of the mean, from its log: log m - log(-expm1(log m)).
+
+        Exact while the mean is not within a few hundred units in the last place of 1 (there
+        1 - m has only the digits that log m carried through its lgamma terms).
+        """
+        log_mean = self._log_mean()
+        return log_mean - torch.log(-torch.expm1(log_mean))
+
+    def _log_mean(self) -> Tensor:
         a, b = self.concentration1, self.concentration0
-        log_beta = torch.lgamma(1 + 1 / a) + torch.lgamma(b) - torch.lgamma(1 + 1 / a + b)
-        return b * torch.exp(log_beta)
+        return (
+            torch.log(b) + torch.lgamma(1 + 1 / a) + torch.lgamma(b) - torch.lgamma(1 + 1 / a + b)
+        )
 
     def rsample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
         shape = self._extended_shape(sample_shape)

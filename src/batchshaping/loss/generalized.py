@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -17,7 +17,13 @@ from torch.distributions.transforms import (
     Transform,
 )
 
-from batchshaping.distributions import Beta, RelaxedBernoulli
+from batchshaping.distributions import (
+    Beta,
+    HardConcrete,
+    Kumaraswamy,
+    LogitNormal,
+    RelaxedBernoulli,
+)
 from batchshaping.loss._checks import Dim
 from batchshaping.loss._stored_prior import StoredPrior
 from batchshaping.loss.batch_shaping import batch_shaping_loss
@@ -25,7 +31,46 @@ from batchshaping.loss.memory import ECDFMemory
 
 __all__ = ["GeneralizedBatchShaping", "GeneralizedBatchShapingTerms"]
 
-_FAMILIES = ("relaxed_bernoulli", "beta")
+
+class _Family(NamedTuple):
+    """A family of learned priors: its parameters (name, domain) in order, the prior built from
+    them (constrained and unconstrained, by name), and the logit of its mean."""
+
+    parameters: tuple[tuple[str, str], ...]
+    build: Callable[[dict[str, Tensor], dict[str, Tensor]], Distribution]
+    mean_logits: Callable[[Distribution, dict[str, Tensor]], Tensor]
+
+
+# Every learned parameter lives unconstrained, reaching its domain through one transform:
+# "probability" sigmoid, "positive" exp, "temperature" max_temperature * sigmoid (or exp),
+# "real" the identity.
+_FAMILIES: dict[str, _Family] = {
+    "relaxed_bernoulli": _Family(
+        (("probs", "probability"), ("temperature", "temperature")),
+        lambda c, u: RelaxedBernoulli(c["temperature"], logits=u["probs"], validate_args=False),
+        lambda prior, u: u["probs"],
+    ),
+    "beta": _Family(
+        (("concentration1", "positive"), ("concentration0", "positive")),
+        lambda c, u: Beta(c["concentration1"], c["concentration0"], validate_args=False),
+        lambda prior, u: u["concentration1"] - u["concentration0"],  # log a - log b
+    ),
+    "kumaraswamy": _Family(
+        (("concentration1", "positive"), ("concentration0", "positive")),
+        lambda c, u: Kumaraswamy(c["concentration1"], c["concentration0"], validate_args=False),
+        lambda prior, u: prior.mean_logit,
+    ),
+    "logit_normal": _Family(
+        (("loc", "real"), ("scale", "positive")),
+        lambda c, u: LogitNormal(c["loc"], c["scale"], validate_args=False),
+        lambda prior, u: prior.mean_logit,
+    ),
+    "hard_concrete": _Family(
+        (("log_alpha", "real"), ("temperature", "temperature")),
+        lambda c, u: HardConcrete(c["log_alpha"], c["temperature"], validate_args=False),
+        lambda prior, u: prior.mean_logit,
+    ),
+}
 
 
 class GeneralizedBatchShapingTerms(NamedTuple):
@@ -53,25 +98,38 @@ class GeneralizedBatchShaping(nn.Module):
     is peaky gates. The learned parameters live unconstrained and reach their domain through
     transforms from :mod:`torch.distributions`:
 
-    - ``"relaxed_bernoulli"``: probability p = sigmoid(u) (the mean mu is p) and temperature
-      tau = max_temperature * sigmoid(v), or exp(v) when ``max_temperature`` is None;
-    - ``"beta"``: concentrations a = exp(u), b = exp(v); the mean is a / (a + b).
+    - ``"relaxed_bernoulli"``: probability p = sigmoid(u) and temperature
+      tau = max_temperature * sigmoid(v), or exp(v) when ``max_temperature`` is None; as in
+      the original release, mu is p = P(X > 1/2), the mean's limit at low temperature (the
+      mean itself is 0.325 for p = 0.3 at tau = 0.5, 0.362 at tau = 1);
+    - ``"beta"``: concentrations a = exp(u), b = exp(v); the mean is a / (a + b);
+    - ``"kumaraswamy"``: concentrations a = exp(u), b = exp(v); the mean b B(1 + 1/a, b);
+    - ``"logit_normal"``: loc = u, scale = exp(v); the mean E[sigmoid(Y)] by quadrature;
+    - ``"hard_concrete"``: log_alpha = u, temperature as for the relaxed Bernoulli; the mean
+      E[Z] (atoms included) by quadrature.
 
-    The hyperprior term is evaluated on the logits of the means (u, or u - v for Beta), through
-    the hyperprior's logit-space CDF when it has one, so it stays exact when a mean saturates.
+    The hyperprior term is evaluated on the logits of the means (u, or u - v for Beta, the
+    priors' ``mean_logit`` for the others, computed in log space), through the hyperprior's
+    logit-space CDF when it has one, so it stays exact when a mean saturates.
 
     Args:
         group_shape: shape of the learned parameters; must broadcast to the group shape of x
             (x's shape without the ``dim`` dimensions). An int for one group dimension.
         hyperprior: a univariate distribution on (0, 1) for the means, e.g. ``Beta(3., 7.)``;
             ``None`` for no hyperprior term.
-        prior: the family of the learned priors, ``"relaxed_bernoulli"`` (default) or ``"beta"``.
+        prior: the family of the learned priors: ``"relaxed_bernoulli"`` (default), ``"beta"``,
+            ``"kumaraswamy"``, ``"logit_normal"`` or ``"hard_concrete"``.
         dim: sample dimension(s) of x, as in :func:`batchshaping.batch_shaping_loss`.
-        temperature_weight: lambda, the weight of the mean temperature (default 0).
+        temperature_weight: lambda, the weight of the mean temperature (default 0; for the
+            families with a temperature, relaxed_bernoulli and hard_concrete).
         max_temperature: upper bound of the temperatures (default 1, as in the original
             release, where temperatures were a sigmoid); ``None`` for (0, inf).
         init_probs, init_temperature: initial p and tau (numbers or tensors of ``group_shape``).
-        init_concentration1, init_concentration0: initial a and b for ``"beta"``.
+        init_concentration1, init_concentration0: initial a and b for ``"beta"`` and
+            ``"kumaraswamy"``.
+        init_loc, init_scale: initial loc and scale for ``"logit_normal"``.
+        init_log_alpha: initial log_alpha for ``"hard_concrete"`` (its temperature starts at
+            ``init_temperature``).
         ties, logits, validate: as in :func:`batchshaping.batch_shaping_loss`, for the group term.
         sync, process_group, memory: as in :func:`batchshaping.batch_shaping_loss`, for the group
             term (the other terms depend on the parameters alone: with ``sync=True`` every rank
@@ -101,6 +159,9 @@ class GeneralizedBatchShaping(nn.Module):
         init_temperature: Tensor | float = 0.5,
         init_concentration1: Tensor | float = 1.0,
         init_concentration0: Tensor | float = 1.0,
+        init_loc: Tensor | float = 0.0,
+        init_scale: Tensor | float = 1.0,
+        init_log_alpha: Tensor | float = 0.0,
         ties: bool = False,
         logits: bool = False,
         validate: bool = True,
@@ -111,7 +172,8 @@ class GeneralizedBatchShaping(nn.Module):
         super().__init__()
         shape = torch.Size((group_shape,) if isinstance(group_shape, int) else group_shape)
         if prior not in _FAMILIES:
-            raise ValueError(f"prior must be one of {_FAMILIES}, got {prior!r}")
+            raise ValueError(f"prior must be one of {tuple(_FAMILIES)}, got {prior!r}")
+        family = _FAMILIES[prior]
         if hyperprior is not None:
             if not isinstance(hyperprior, Distribution) or hyperprior.batch_shape != ():
                 raise ValueError(
@@ -124,8 +186,11 @@ class GeneralizedBatchShaping(nn.Module):
                 )
         if temperature_weight < 0:
             raise ValueError(f"temperature_weight must be >= 0, got {temperature_weight}")
-        if prior == "beta" and temperature_weight:
-            raise ValueError("temperature_weight applies to relaxed_bernoulli priors only")
+        if temperature_weight and ("temperature", "temperature") not in family.parameters:
+            raise ValueError(
+                f"temperature_weight applies to the families with a temperature "
+                f"(relaxed_bernoulli, hard_concrete), not {prior}"
+            )
         if max_temperature is not None and not max_temperature > 0:
             raise ValueError(f"max_temperature must be positive or None, got {max_temperature}")
 
@@ -143,37 +208,48 @@ class GeneralizedBatchShaping(nn.Module):
         self.memory = memory
         self.last_terms: GeneralizedBatchShapingTerms | None = None
 
-        if prior == "relaxed_bernoulli":
-            self._probs_transform: Transform = SigmoidTransform()
-            self._temperature_transform: Transform = (
-                biject_to(constraints.positive)
+        initial = {
+            "probs": init_probs,
+            "temperature": init_temperature,
+            "concentration1": init_concentration1,
+            "concentration0": init_concentration0,
+            "loc": init_loc,
+            "scale": init_scale,
+            "log_alpha": init_log_alpha,
+        }
+        # (transform, the open interval of the initial values) of each domain.
+        domains = {
+            "probability": (SigmoidTransform(), 0.0, 1.0),
+            "positive": (biject_to(constraints.positive), 0.0, math.inf),
+            "real": (biject_to(constraints.real), -math.inf, math.inf),
+            "temperature": (
+                (biject_to(constraints.positive), 0.0, math.inf)
                 if max_temperature is None
-                else ComposeTransform(
-                    [SigmoidTransform(), AffineTransform(0.0, float(max_temperature))]
+                else (
+                    ComposeTransform(
+                        [SigmoidTransform(), AffineTransform(0.0, float(max_temperature))]
+                    ),
+                    0.0,
+                    max_temperature,
                 )
-            )
-            self.unconstrained_probs = self._initial(
-                "init_probs", init_probs, self._probs_transform, upper=1.0
-            )
-            self.unconstrained_temperature = self._initial(
-                "init_temperature",
-                init_temperature,
-                self._temperature_transform,
-                upper=math.inf if max_temperature is None else max_temperature,
-            )
-        else:
-            self._concentration_transform: Transform = biject_to(constraints.positive)
-            self.unconstrained_concentration1 = self._initial(
-                "init_concentration1", init_concentration1, self._concentration_transform
-            )
-            self.unconstrained_concentration0 = self._initial(
-                "init_concentration0", init_concentration0, self._concentration_transform
-            )
+            ),
+        }
+        self._transforms: dict[str, Transform] = {}
+        for name, domain in family.parameters:
+            transform, lower, upper = domains[domain]
+            self._transforms[name] = transform
+            parameter = self._initial(f"init_{name}", initial[name], transform, lower, upper)
+            self.register_parameter(f"unconstrained_{name}", parameter)
 
     def _initial(
-        self, name: str, value: Tensor | float, transform: Transform, upper: float = math.inf
+        self,
+        name: str,
+        value: Tensor | float,
+        transform: Transform,
+        lower: float = 0.0,
+        upper: float = math.inf,
     ) -> nn.Parameter:
-        """The unconstrained parameter mapped to ``value`` (which must lie in (0, upper))."""
+        """The unconstrained parameter mapped to ``value`` (which must lie in (lower, upper))."""
         value = torch.as_tensor(value, dtype=torch.get_default_dtype())
         try:
             value = value.expand(self.group_shape).clone()
@@ -182,8 +258,10 @@ class GeneralizedBatchShaping(nn.Module):
                 f"{name} of shape {tuple(value.shape)} does not broadcast to group_shape "
                 f"{tuple(self.group_shape)}"
             ) from error
-        if not bool(((value > 0) & (value < upper)).all()):
-            raise ValueError(f"{name} must lie in the open interval (0, {upper}), got {value}")
+        if not bool(((value > lower) & (value < upper)).all()):
+            raise ValueError(
+                f"{name} must lie in the open interval ({lower}, {upper}), got {value}"
+            )
         return nn.Parameter(transform.inv(value))
 
     @property
@@ -193,25 +271,40 @@ class GeneralizedBatchShaping(nn.Module):
 
     # --- the learned priors -------------------------------------------------------------------
 
-    @property
-    def probs(self) -> Tensor:
-        """Learned relaxed Bernoulli probabilities p (the means), shape ``group_shape``."""
-        return self._probs_transform(self.unconstrained_probs)
+    def _unconstrained(self) -> dict[str, Tensor]:
+        return {name: getattr(self, f"unconstrained_{name}") for name in self._transforms}
 
-    @property
-    def temperature(self) -> Tensor:
-        """Learned relaxed Bernoulli temperatures, shape ``group_shape``."""
-        return self._temperature_transform(self.unconstrained_temperature)
+    def _constrained(self, name: str) -> Tensor:
+        if name not in self._transforms:
+            raise AttributeError(f"the {self.family} family learns no {name}")
+        return self._transforms[name](getattr(self, f"unconstrained_{name}"))
 
-    @property
-    def concentration1(self) -> Tensor:
-        """Learned Beta a, shape ``group_shape``."""
-        return self._concentration_transform(self.unconstrained_concentration1)
-
-    @property
-    def concentration0(self) -> Tensor:
-        """Learned Beta b, shape ``group_shape``."""
-        return self._concentration_transform(self.unconstrained_concentration0)
+    probs = property(
+        lambda self: self._constrained("probs"),
+        doc="Learned relaxed Bernoulli probabilities p (the means), shape ``group_shape``.",
+    )
+    temperature = property(
+        lambda self: self._constrained("temperature"),
+        doc="Learned temperatures (relaxed Bernoulli, Hard Concrete), shape ``group_shape``.",
+    )
+    concentration1 = property(
+        lambda self: self._constrained("concentration1"),
+        doc="Learned a (Beta, Kumaraswamy), shape ``group_shape``.",
+    )
+    concentration0 = property(
+        lambda self: self._constrained("concentration0"),
+        doc="Learned b (Beta, Kumaraswamy), shape ``group_shape``.",
+    )
+    loc = property(
+        lambda self: self._constrained("loc"), doc="Learned logit-normal loc, ``group_shape``."
+    )
+    scale = property(
+        lambda self: self._constrained("scale"), doc="Learned logit-normal scale, ``group_shape``."
+    )
+    log_alpha = property(
+        lambda self: self._constrained("log_alpha"),
+        doc="Learned Hard Concrete log_alpha, shape ``group_shape``.",
+    )
 
     def prior(self) -> Distribution:
         """The learned priors as one distribution of batch shape ``group_shape``.
@@ -219,17 +312,12 @@ class GeneralizedBatchShaping(nn.Module):
         Built afresh from the current parameters on every call (with ``validate_args=False``:
         the transforms keep the parameters valid).
         """
-        if self.family == "relaxed_bernoulli":
-            return RelaxedBernoulli(
-                self.temperature, logits=self.unconstrained_probs, validate_args=False
-            )
-        return Beta(self.concentration1, self.concentration0, validate_args=False)
+        constrained = {name: self._constrained(name) for name in self._transforms}
+        return _FAMILIES[self.family].build(constrained, self._unconstrained())
 
     def mean_logits(self) -> Tensor:
         """logit of each learned prior's mean: the values the hyperprior shapes."""
-        if self.family == "relaxed_bernoulli":
-            return self.unconstrained_probs
-        return torch.log(self.concentration1) - torch.log(self.concentration0)
+        return _FAMILIES[self.family].mean_logits(self.prior(), self._unconstrained())
 
     # --- the loss -----------------------------------------------------------------------------
 
