@@ -8,8 +8,8 @@ mean, which values lie outside its support); no test decides from a name. Every 
 independent of the code under test: scipy where it has the distribution, numerical integration
 of a separately written density otherwise, and mpmath at 60 digits for the CDF at sigmoid(z).
 
-The test files load it by path: the suite runs with ``--import-mode=importlib``, which puts no
-test directory on ``sys.path``.
+The test files put its directory on ``sys.path`` to import it: the suite runs with
+``--import-mode=importlib``, which puts none there.
 """
 
 from __future__ import annotations
@@ -291,12 +291,12 @@ def _laplace_cdf(x, loc, scale):
 
 
 def _reference_samples() -> list[list[float]]:
-    """Two groups of 200 reference values in (0, 1): one with a value at 1e-300 (for the far
+    """Two groups of 120 reference values in (0, 1): one with a value at 1e-300 (for the far
     lower tail of the logit-space CDF) and a tie, one with a value at 1 - 1e-15."""
     generator = np.random.default_rng(7)
-    first = generator.beta(2.0, 5.0, 200)
+    first = generator.beta(2.0, 5.0, 120)
     first[0], first[1] = 1e-300, first[2]  # a tie: an atom of the interpolated CDF
-    second = generator.beta(0.5, 0.5, 200)
+    second = generator.beta(0.5, 0.5, 120)
     second[0] = 1 - 1e-15
     return [first.tolist(), second.tolist()]
 
@@ -308,8 +308,21 @@ REFERENCE = _reference_samples()
 _BETA_NAMES = frozenset({"concentration1", "concentration0"})
 _LOC_SCALE = frozenset({"loc", "scale"})
 _REAL_POINTS = np.concatenate([np.linspace(-12.0, 12.0, 61), [-40.0, 40.0]])
-_HC_DEFAULT = hard_concrete_parts(-0.1, 1.1)
-_HC_NARROW = hard_concrete_parts(-0.2, 1.05)
+
+
+def _hard_concrete(parameters, limits=(-0.1, 1.1)) -> Example:
+    density, atom = hard_concrete_parts(*limits)
+    return Example(
+        lambda log_alpha, t: HardConcrete(log_alpha, t, limits=limits),
+        parameters,
+        integrated(density, 0.0, 1.0, atom=atom),
+        hard_concrete_at_logit(*limits),
+        frozenset({"log_alpha", "temperature"}),
+        "HardConcrete(",
+        # 0 is an atom, not outside: F(0) = P(0) (tested on its own).
+        outside=tuple(pair for pair in UNIT_OUTSIDE if pair[0] != 0.0),
+        fit=Fit(values=_stretched(*limits), logits=False, ties=True),
+    )
 
 
 def _uniform_support(low, high):
@@ -422,27 +435,8 @@ PRIORS: dict[str, Example] = {
         exact_slope=False,
         fit=Fit(lr=0.1),
     ),
-    "hard concrete per group": Example(
-        HardConcrete,
-        ([-1.5, 0.0, 2.0], [2.0 / 3.0, 0.3, 1.5]),
-        integrated(_HC_DEFAULT[0], 0.0, 1.0, atom=_HC_DEFAULT[1]),
-        hard_concrete_at_logit(-0.1, 1.1),
-        frozenset({"log_alpha", "temperature"}),
-        "HardConcrete(",
-        # 0 is an atom, not outside: F(0) = P(0) (tested on its own).
-        outside=tuple(pair for pair in UNIT_OUTSIDE if pair[0] != 0.0),
-        fit=Fit(values=_stretched(-0.1, 1.1), logits=False, ties=True),
-    ),
-    "hard concrete, other limits": Example(
-        lambda log_alpha, t: HardConcrete(log_alpha, t, limits=(-0.2, 1.05)),
-        ([0.5, -3.0], [1.0, 0.5]),
-        integrated(_HC_NARROW[0], 0.0, 1.0, atom=_HC_NARROW[1]),
-        hard_concrete_at_logit(-0.2, 1.05),
-        frozenset({"log_alpha", "temperature"}),
-        "HardConcrete(",
-        outside=tuple(pair for pair in UNIT_OUTSIDE if pair[0] != 0.0),
-        fit=Fit(values=_stretched(-0.2, 1.05), logits=False, ties=True),
-    ),
+    "hard concrete per group": _hard_concrete(([-1.5, 0.0, 2.0], [2.0 / 3.0, 0.3, 1.5])),
+    "hard concrete, other limits": _hard_concrete(([0.5, -3.0], [1.0, 0.5]), (-0.2, 1.05)),
     "logit normal per group": Example(
         LogitNormal,
         ([-1.0, 0.0, 2.5], [0.5, 1.0, 3.0]),

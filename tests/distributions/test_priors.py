@@ -7,7 +7,6 @@ Every generic test runs every example of ``prior_examples.PRIORS`` (and its bad 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -35,17 +34,10 @@ from batchshaping.distributions import (
     prior_traits,
 )
 
+# The registry of examples sits beside the prior tests; the suite imports with importlib.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prior_examples as examples
 
-def _load_examples():
-    path = Path(__file__).resolve().parent / "prior_examples.py"
-    if "prior_examples" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("prior_examples", path)
-        sys.modules["prior_examples"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["prior_examples"])
-    return sys.modules["prior_examples"]
-
-
-examples = _load_examples()
 PRIORS, INVALID, build = examples.PRIORS, examples.INVALID, examples.build
 F64 = torch.float64
 mp = mpmath.mpf
@@ -306,12 +298,12 @@ def test_rsample_agrees_with_cdf(name):
     torch.manual_seed(0)
     prior, parameters = build(name, requires_grad=True)
     assert prior.has_rsample == PRIORS[name].rsample
-    samples = prior.rsample((20000,)) if prior.has_rsample else prior.sample((20000,))
+    samples = prior.rsample((10000,)) if prior.has_rsample else prior.sample((10000,))
     if prior.has_rsample:  # reparametrised: gradients reach the parameters
         gradients = torch.autograd.grad(samples.sum(), parameters, allow_unused=True)
         assert any(g is not None and g.abs().sum() > 0 for g in gradients)
     with torch.no_grad():
-        assert _kolmogorov_smirnov(prior, samples.detach()) < 0.015  # 1% critical: 0.0115
+        assert _kolmogorov_smirnov(prior, samples.detach()) < 0.02  # 1% critical: 0.0163
 
 
 def _integral(function, low: float, high: float, bends=None) -> float:
@@ -395,7 +387,8 @@ def test_hard_concrete_cdf_at_zero_is_the_atom_with_its_parameter_gradient():
     name = "hard concrete per group"
     prior, parameters = build(name, requires_grad=True)
     at_zero = prior.cdf(tensor([0.0]))
-    expected = np.array([examples._HC_DEFAULT[1](*g) for g in examples.group_parameters(name)])
+    atom = examples.hard_concrete_parts(-0.1, 1.1)[1]
+    expected = np.array([atom(*group) for group in examples.group_parameters(name)])
     np.testing.assert_allclose(at_zero.detach().numpy(), expected, rtol=1e-12)
     torch.testing.assert_close(at_zero, prior.prob_zero)
     torch.testing.assert_close(prior.cdf(tensor([1 - 1e-15])), 1 - prior.prob_one)

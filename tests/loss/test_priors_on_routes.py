@@ -9,7 +9,6 @@ it fits logits).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -21,17 +20,10 @@ from batchshaping import batch_shaping_loss
 from batchshaping.distributions import prior_traits
 from batchshaping.loss import route
 
+# The registry of examples sits beside the prior tests; the suite imports with importlib.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributions"))
+import prior_examples as examples
 
-def _load_examples():
-    path = Path(__file__).resolve().parents[1] / "distributions" / "prior_examples.py"
-    if "prior_examples" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("prior_examples", path)
-        sys.modules["prior_examples"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["prior_examples"])
-    return sys.modules["prior_examples"]
-
-
-examples = _load_examples()
 F64 = torch.float64
 ROUTES = {"ranked": {}, "chunked": {"chunk_values": 97}}  # several chunks to every group
 

@@ -11,10 +11,14 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from batchshaping.distributions._logit_space import log_sigmoid, sigmoid_of_logits
-from batchshaping.distributions._support import as_value, check_parameter, describe, validation_on
+from batchshaping.distributions._parameters import (
+    expand_parameters,
+    rsample_by_icdf,
+    set_parameters,
+)
+from batchshaping.distributions._support import as_value, describe
 from batchshaping.distributions.registry import register_prior
 
 __all__ = ["HardConcrete"]
@@ -94,24 +98,12 @@ class HardConcrete(Distribution):
         limits: Sequence[float] = (-0.1, 1.1),
         validate_args: bool | None = None,
     ) -> None:
-        validate_args = validation_on(validate_args)
-        lower, upper = _check_limits(limits)
-        if validate_args:
-            check_parameter("HardConcrete", "log_alpha", log_alpha, constraints.real)
-            check_parameter("HardConcrete", "temperature", temperature, constraints.positive)
-        self.log_alpha, self.temperature = broadcast_all(log_alpha, temperature)
-        self.limits = (lower, upper)
-        super().__init__(self.log_alpha.shape, validate_args=False)
-        self._validate_args = validate_args
+        self.limits = _check_limits(limits)
+        set_parameters(self, {"log_alpha": log_alpha, "temperature": temperature}, validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(HardConcrete, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.log_alpha = self.log_alpha.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
+        new = expand_parameters(self, batch_shape, _instance)
         new.limits = self.limits
-        super(HardConcrete, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
         return new
 
     def __repr__(self) -> str:
@@ -173,10 +165,7 @@ class HardConcrete(Distribution):
         return torch.where(inside, log_density, atom)
 
     def rsample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        finfo = torch.finfo(self.log_alpha.dtype)
-        uniform = torch.rand(shape, dtype=self.log_alpha.dtype, device=self.log_alpha.device)
-        return self.icdf(uniform.clamp(finfo.tiny, 1 - finfo.eps))
+        return rsample_by_icdf(self, sample_shape, self.log_alpha)
 
     def icdf(self, value: Tensor) -> Tensor:
         """clamp(l + (r - l) sigmoid((logit(value) + log_alpha) / t), 0, 1)."""

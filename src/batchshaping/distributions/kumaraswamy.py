@@ -8,15 +8,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from batchshaping.distributions._logit_space import log_sigmoid, one_minus_exp
+from batchshaping.distributions._parameters import (
+    expand_parameters,
+    rsample_by_icdf,
+    set_parameters,
+)
 from batchshaping.distributions._support import (
     as_value,
-    check_parameter,
     describe,
     unit_interval_cdf,
-    validation_on,
 )
 from batchshaping.distributions.registry import register_prior
 
@@ -64,22 +66,11 @@ class Kumaraswamy(Distribution):
         concentration0: Tensor | float,
         validate_args: bool | None = None,
     ) -> None:
-        validate_args = validation_on(validate_args)
-        if validate_args:
-            check_parameter("Kumaraswamy", "concentration1", concentration1, constraints.positive)
-            check_parameter("Kumaraswamy", "concentration0", concentration0, constraints.positive)
-        self.concentration1, self.concentration0 = broadcast_all(concentration1, concentration0)
-        super().__init__(self.concentration1.shape, validate_args=False)
-        self._validate_args = validate_args
+        parameters = {"concentration1": concentration1, "concentration0": concentration0}
+        set_parameters(self, parameters, validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Kumaraswamy, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.concentration1 = self.concentration1.expand(batch_shape)
-        new.concentration0 = self.concentration0.expand(batch_shape)
-        super(Kumaraswamy, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return expand_parameters(self, batch_shape, _instance)
 
     def __repr__(self) -> str:
         return describe(self, ("concentration1", "concentration0"))
@@ -106,12 +97,7 @@ class Kumaraswamy(Distribution):
         )
 
     def rsample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        finfo = torch.finfo(self.concentration1.dtype)
-        uniform = torch.rand(
-            shape, dtype=self.concentration1.dtype, device=self.concentration1.device
-        )
-        return self.icdf(uniform.clamp(finfo.tiny, 1 - finfo.eps))
+        return rsample_by_icdf(self, sample_shape, self.concentration1)
 
     def icdf(self, value: Tensor) -> Tensor:
         """(1 - (1 - u)^(1/b))^(1/a), through log1p and expm1."""

@@ -8,10 +8,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from batchshaping.distributions._logit_space import sigmoid_of_logits
-from batchshaping.distributions._support import as_value, check_parameter, describe, validation_on
+from batchshaping.distributions._parameters import (
+    LOC_SCALE,
+    expand_parameters,
+    rsample_by_icdf,
+    set_parameters,
+)
+from batchshaping.distributions._support import as_value, describe
 from batchshaping.distributions.registry import register_prior
 
 __all__ = ["Logistic"]
@@ -41,32 +46,17 @@ class Logistic(Distribution):
         tensor([0.1192, 0.5000, 0.9820])
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-    }
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = LOC_SCALE
     support = constraints.real
     has_rsample = True
 
     def __init__(
         self, loc: Tensor | float, scale: Tensor | float, validate_args: bool | None = None
     ) -> None:
-        validate_args = validation_on(validate_args)
-        if validate_args:
-            check_parameter("Logistic", "loc", loc, constraints.real)
-            check_parameter("Logistic", "scale", scale, constraints.positive)
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=False)
-        self._validate_args = validate_args
+        set_parameters(self, {"loc": loc, "scale": scale}, validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Logistic, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        super(Logistic, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return expand_parameters(self, batch_shape, _instance)
 
     def __repr__(self) -> str:
         return describe(self, ("loc", "scale"))
@@ -87,10 +77,7 @@ class Logistic(Distribution):
         return torch.log(self.scale) + 2
 
     def rsample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
-        shape = self._extended_shape(sample_shape)
-        finfo = torch.finfo(self.loc.dtype)
-        uniform = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.icdf(uniform.clamp(finfo.tiny, 1 - finfo.eps))
+        return rsample_by_icdf(self, sample_shape, self.loc)
 
     def icdf(self, value: Tensor) -> Tensor:
         """loc + scale * logit(value)."""

@@ -13,6 +13,7 @@ from torch.distributions.transforms import SigmoidTransform
 from torch.distributions.utils import broadcast_all
 
 from batchshaping.distributions._logit_space import log_sigmoid, normal_cdf
+from batchshaping.distributions._parameters import LOC_SCALE
 from batchshaping.distributions._support import (
     as_value,
     check_parameter,
@@ -64,10 +65,7 @@ class LogitNormal(TransformedDistribution):
         tensor([0.0140, 0.5000, 0.9860])
     """
 
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
-        "loc": constraints.real,
-        "scale": constraints.positive,
-    }
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = LOC_SCALE
     has_rsample = True
 
     def __init__(
@@ -75,8 +73,8 @@ class LogitNormal(TransformedDistribution):
     ) -> None:
         validate_args = validation_on(validate_args)
         if validate_args:
-            check_parameter("LogitNormal", "loc", loc, constraints.real)
-            check_parameter("LogitNormal", "scale", scale, constraints.positive)
+            for name, value in (("loc", loc), ("scale", scale)):
+                check_parameter("LogitNormal", name, value, LOC_SCALE[name])
         loc, scale = broadcast_all(loc, scale)
         base = Normal(loc, scale, validate_args=False)
         super().__init__(base, SigmoidTransform(), validate_args=False)
