@@ -1,20 +1,31 @@
 """The per-element CPU kernel of the incomplete beta function and its derivatives (numba).
 
 Kernel ``"cpu-elementwise"`` of the registry. Each element is computed on its own in float64,
-with its own stopping point:
+with its own stopping point, exact over the whole range of a and b (to 1e300 and beyond, as long
+as a + b is finite; NaN where a + b overflows):
 
-- the prefactor ``x^a (1-x)^b / B(a, b)`` and the density are formed in log space;
+- the prefactor ``x^a (1-x)^b / B(a, b)`` and the density are formed in log space, from the
+  offset delta = a - (a + b) x computed without rounding error (``_scalar``);
 - for ``x > (a + 1) / (a + b + 2)`` the reflection ``I_x(a, b) = 1 - I_{1-x}(b, a)`` keeps the
   computed quantity the small one;
-- a power series serves where ``b x <= 1`` (small ``x``, or small ``b``), the continued fraction of
-  Numerical Recipes (6.4.5) everywhere else;
-- both are differentiated term by term in ``a`` and ``b`` (forward mode), and their stopping rule
-  watches the derivative terms as well as the value: for integer ``b`` a series term or a continued
-  fraction numerator is exactly zero, which stops the value but not its derivative in ``b``.
+- a power series serves where ``b x <= 1`` or ``a < 1`` (x <= 0.95); it gives the log of the
+  result to full accuracy, so that ``1 - I`` through the reflection keeps its digits when a
+  parameter is tiny (I = 1 - O(b) for b -> 0), as ``-expm1`` of that log;
+- Temme's uniform asymptotic expansion (``_asymptotic``) where both parameters are at least 1000
+  and x is within four standard deviations of the mean;
+- the continued fraction everywhere else: the odd part of Numerical Recipes' fraction (6.4.5),
+  its partial denominators written with delta so that none cancels: a few dozen terms reach
+  full accuracy even where one parameter is 1e16 and the other 5;
+- the series and the fraction are differentiated term by term in ``a`` and ``b`` (forward
+  mode), and their stopping rule watches the derivative terms as well as the value: for integer
+  ``b`` a series term or a fraction numerator is exactly zero, which stops the value but not its
+  derivative in ``b``;
+- values below the smallest normal number are formed as ``exp`` of their log, so that they are
+  correctly rounded subnormals (or 0), never a wrong normal number.
 
-The continued fraction runs as the three-term forward recurrence of its convergents, rescaled at
-every step, instead of the modified Lentz algorithm: the recurrence and its derivatives are plain
-multiply-adds, where Lentz needs two divisions per term and two more per derivative.
+The continued fraction runs as the three-term forward recurrence of its convergents, rescaled
+when they drift, instead of the modified Lentz algorithm: the recurrence and its derivatives are
+plain multiply-adds.
 """
 
 from __future__ import annotations
@@ -25,120 +36,162 @@ import numpy as np
 from torch import Tensor
 
 from batchshaping._runtime.jit import jit
+from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch, temme
 from batchshaping.special._cpu_host import prepare, run_in_threads
 from batchshaping.special._scalar import (
-    LOG_UNDERFLOW,
+    LOG_SUBNORMAL,
     MAX_TERMS,
     NAN,
     RESCALE_HIGH,
     RESCALE_LOW,
     beta_density,
-    derivative_step,
+    convergent_derivatives,
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
+    fraction_start,
+    fraction_step,
     log_power_terms,
+    log_ratio_to_mean,
+    mean_offset,
+    negligible,
     parameter_terms,
+    times_value,
 )
 
 # Terms whose coefficients are tabulated once per (a, b) when the parameters repeat.
 _TABLE_TERMS = 64
+# Rows of a table: the ten coefficients of ``fraction_coefficients``, then 1 / (p + n), 1 / n.
+TABLE_ROWS = 12
 
 
 @jit
-def _series(
-    a, b, x, log_x, log_y, log_power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
-):
-    """I_x(a, b) and its a, b derivatives by the power series of B_x(a, b).
+def _series(p, q, t, log_t, log_u, delta, log_power, sides, want_grad, tol, tables, side, length):
+    """I_t(p, q), its log and the p, q derivatives of its log by the power series of B_t(p, q).
 
-    B_x(a, b) = x^a sum_n t_n / (a + n),  t_0 = 1,  t_n = t_{n-1} (n - b) x / n.
-    ``tables[side, 6, n] = 1 / (a + n)`` and ``tables[0, 7, n] = 1 / n`` for n < ``length``.
+    B_t(p, q) = t^p sum_n t_n / (p + n),  t_0 = 1,  t_n = t_{n-1} (n - q) t / n, so that
+    I_t = t^p / (p B(p, q)) (1 + p T), T = sum_{n >= 1} t_n / (p + n): the log of the prefactor
+    from ``sides`` (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q)) to full
+    accuracy as p -> 0, and log1p(p T). ``tables[side, 10, n] = 1 / (p + n)``,
+    ``tables[0, 11, n] = 1 / n`` for n < ``length``.
     """
-    log_prefactor = log_power - b * log_y  # log(x^a / B(a, b))
-    if log_prefactor < LOG_UNDERFLOW:
-        return 0.0, 0.0, 0.0
+    log_p_beta, psi_1p, psi_diff, psi_p, _, psi_pq = sides
     term_coef = 1.0  # t_n
-    term_coef_b = 0.0  # d t_n / d b, carried by its own recurrence (t_n may be exactly zero)
-    total = 1.0 / a
-    total_a = -total * total
-    total_b = 0.0
+    term_coef_q = 0.0  # d t_n / d q, carried by its own recurrence (t_n may be exactly zero)
+    inv_p = 1.0 / p
+    total = 0.0  # T
+    total_p = 0.0  # dT / dp
+    total_q = 0.0
     for n in range(1, MAX_TERMS):
         if n < length:
-            step = x * tables[0, 7, n]
-            inv = tables[side, 6, n]
+            step = t * tables[0, 11, n]
+            inv = tables[side, 10, n]
         else:
-            step = x / n
-            inv = 1.0 / (a + n)
-        factor = (n - b) * step
-        term_coef_b = term_coef_b * factor - term_coef * step
+            step = t / n
+            inv = 1.0 / (p + n)
+        factor = (n - q) * step
+        term_coef_q = term_coef_q * factor - term_coef * step
         term_coef = term_coef * factor
         term = term_coef * inv
         total += term
+        full = inv_p + total
         if want_grad:
-            term_a = term * inv
-            term_b = term_coef_b * inv
-            total_a -= term_a
-            total_b += term_b
+            term_p = term * inv
+            term_q = term_coef_q * inv
+            total_p -= term_p
+            total_q += term_q
+            # Each derivative term against its own sum (and T, where that sum vanishes): what
+            # enters d log I is (T + p dT/dp) and p dT/dq, not 1/p + T.
             if (
-                abs(term) <= tol * abs(total)
-                and abs(term_a) <= tol * abs(total_a)
-                and abs(term_b) <= tol * (abs(total_b) + abs(total))
+                abs(term) <= tol * abs(full)
+                and abs(term_p) <= tol * (abs(total_p) + abs(total))
+                and abs(term_q) <= tol * (abs(total_q) + abs(total))
             ):
                 break
-        elif abs(term) <= tol * abs(total):
+        elif abs(term) <= tol * abs(full):
             break
-    prefactor = math.exp(log_prefactor)
-    value = prefactor * total
+    scaled = 1.0 + p * total
+    if p < 1.0:
+        log_value = p * log_t - log_p_beta + math.log1p(p * total)
+        value = math.exp(log_value)
+    else:
+        log_value = log_power - q * log_u - math.log(p) + math.log1p(p * total)
+        # A product of factors with small relative errors where P is normal: the log of P is
+        # large there, and adding to it would add a rounding error of order ulp(log P).
+        if log_power > LOG_SUBNORMAL:
+            value = math.exp(log_power) * math.exp(-q * log_u) * (inv_p + total)
+        else:
+            value = math.exp(log_value)
     if not want_grad:
-        return value, 0.0, 0.0
-    grad_a = value * (log_x - psi_a + psi_ab) + prefactor * total_a
-    grad_b = value * (psi_ab - psi_b) + prefactor * total_b
-    return value, grad_a, grad_b
+        return value, log_value, 0.0, 0.0
+    if p < 1.0:
+        log_grad_p = log_t - psi_1p + psi_pq
+    else:
+        log_grad_p = log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq) - inv_p
+    log_grad_q = psi_diff
+    log_grad_p += (total + p * total_p) / scaled
+    log_grad_q += p * total_q / scaled
+    return value, log_value, log_grad_p, log_grad_q
 
 
 @jit
 def _continued_fraction(
-    a, b, x, log_x, log_y, power, psi_a, psi_b, psi_ab, want_grad, tol, tables, side, length
+    p, q, t, s, delta, log_t, log_u, log_power, power, psi, want_grad, tol, tables, side, length
 ):
-    """I_x(a, b) = P / K, P = x^a (1-x)^b / (a B(a, b)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
+    """I_t(p, q) = P / (p K), P = t^p s^q / B(p, q), by the odd part of the continued fraction.
 
-    d_{2m+1} = -(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)),
-    d_{2m+2} = (m + 1)(b - m - 1) x / ((a + 2m + 1)(a + 2m + 2)).
-    The convergents A_n / B_n follow A_n = A_{n-1} + d_n A_{n-2} (B_n likewise), their
-    derivatives the differentiated recurrence; a pair of terms per pass, rescaled by 1 / B_n when
-    the magnitudes drift. ``tables[side, :6, m]`` holds ``fraction_coefficients(a, b, m)`` for
-    m < ``length``.
+    K = A_0 + alpha_1 / (beta_1 + alpha_2 / (beta_2 + ...)) (``fraction_coefficients``); the
+    convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k likewise), their
+    derivatives the differentiated recurrence, rescaled by 1 / B_k when the magnitudes drift.
+    ``tables[side, :10, k]`` holds ``fraction_coefficients(p, q, k)`` for k < ``length``.
+    Returns (value, log value, d/dp, d/dq).
     """
-    if power == 0.0:  # underflow: the function is 0 to working precision
-        return 0.0, 0.0, 0.0
-    # (A_{n-2}, A_{n-1}) and (B_{n-2}, B_{n-1}), with their a and b derivatives.
-    num_prev, num = 1.0, 1.0
-    den_prev, den = 0.0, 1.0
-    num_prev_a = num_a = den_prev_a = den_a = 0.0
-    num_prev_b = num_b = den_prev_b = den_b = 0.0
-    num_last, den_last = 1.0, 1.0  # the previous pair's convergent, K = num_last / den_last
-    log_k_a = log_k_b = math.inf  # d log K / d a and d b, once the value has converged
-    odd = odd_a = odd_b = even = even_a = even_b = 0.0
-    for n in range(1, 2 * MAX_TERMS + 1):
-        m = (n - 1) // 2
-        if n % 2 == 1:  # d_{2m+1}; its pair d_{2m+2} comes from the same coefficients
-            if m < length:
-                odd, odd_a, odd_b = tables[side, 0, m], tables[side, 1, m], tables[side, 2, m]
-                even, even_a, even_b = tables[side, 3, m], tables[side, 4, m], tables[side, 5, m]
-            else:
-                odd, odd_a, odd_b, even, even_a, even_b = fraction_coefficients(a, b, m)
-            d, d_a, d_b = odd * x, odd_a * x, odd_b * x
+    t2 = t * t
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p and q derivatives.
+    num, num_p, num_q = fraction_start(p, q, t, s, delta)
+    num_prev, den_prev, den = 1.0, 0.0, 1.0
+    num_prev_p = den_prev_p = den_p = 0.0
+    num_prev_q = den_prev_q = den_q = 0.0
+    num_last, den_last = num, den  # the previous convergent
+    log_k_p = log_k_q = math.inf  # d log K / dp and dq, once the value has converged
+    for k in range(1, MAX_TERMS):
+        if k < length:
+            coefficients = (
+                tables[side, 0, k],
+                tables[side, 1, k],
+                tables[side, 2, k],
+                tables[side, 3, k],
+                tables[side, 4, k],
+                tables[side, 5, k],
+                tables[side, 6, k],
+                tables[side, 7, k],
+                tables[side, 8, k],
+                tables[side, 9, k],
+            )
         else:
-            d, d_a, d_b = even * x, even_a * x, even_b * x
+            coefficients = fraction_coefficients(p, q, k)
+        step = fraction_step(t, s, t2, delta, k, coefficients)
+        beta, alpha = step[0], step[1]
         if want_grad:
-            num_prev_a, num_a = derivative_step(num_prev, num_prev_a, num_a, d, d_a)
-            den_prev_a, den_a = derivative_step(den_prev, den_prev_a, den_a, d, d_a)
-            num_prev_b, num_b = derivative_step(num_prev, num_prev_b, num_b, d, d_b)
-            den_prev_b, den_b = derivative_step(den_prev, den_prev_b, den_b, d, d_b)
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
-        if n % 2 == 1:
-            continue
+            (
+                num_prev_p,
+                num_p,
+                den_prev_p,
+                den_p,
+                num_prev_q,
+                num_q,
+                den_prev_q,
+                den_q,
+            ) = convergent_derivatives(
+                num_prev,
+                num,
+                den_prev,
+                den,
+                (num_prev_p, num_p, den_prev_p, den_p, num_prev_q, num_q, den_prev_q, den_q),
+                step,
+            )
+        num_prev, num = num, beta * num + alpha * num_prev
+        den_prev, den = den, beta * den + alpha * den_prev
         # Rescale only when the convergents drift far from 1: the division stays off the
         # recurrence's critical path in the usual case.
         if not (RESCALE_LOW < abs(den) < RESCALE_HIGH):
@@ -147,120 +200,120 @@ def _continued_fraction(
             num *= scale
             den_prev *= scale
             den *= scale
-            num_prev_a *= scale
-            num_a *= scale
-            den_prev_a *= scale
-            den_a *= scale
-            num_prev_b *= scale
-            num_b *= scale
-            den_prev_b *= scale
-            den_b *= scale
-        # |K_n - K_{n-2}| <= tol |K_n|, cross-multiplied: no division.
+            num_prev_p *= scale
+            num_p *= scale
+            den_prev_p *= scale
+            den_p *= scale
+            num_prev_q *= scale
+            num_q *= scale
+            den_prev_q *= scale
+            den_q *= scale
+        # |K_k - K_{k-1}| <= tol |K_k|, cross-multiplied: no division.
         cross = num * den_last
         converged = abs(cross - num_last * den) <= tol * abs(cross)
         num_last, den_last = num, den
         if converged and want_grad:
-            # d log K = d A_n / A_n - d B_n / B_n, tested once the value has converged.
+            # d log K = d A_k / A_k - d B_k / B_k, tested once the value has converged.
             inv_num = 1.0 / num
             inv_den = 1.0 / den
-            new_k_a = num_a * inv_num - den_a * inv_den
-            new_k_b = num_b * inv_num - den_b * inv_den
-            converged = abs(new_k_a - log_k_a) <= tol * (abs(new_k_a) + 1.0) and abs(
-                new_k_b - log_k_b
-            ) <= tol * (abs(new_k_b) + 1.0)
-            log_k_a = new_k_a
-            log_k_b = new_k_b
+            new_k_p = num_p * inv_num - den_p * inv_den
+            new_k_q = num_q * inv_num - den_q * inv_den
+            converged = abs(new_k_p - log_k_p) <= tol * (abs(new_k_p) + 1.0) and abs(
+                new_k_q - log_k_q
+            ) <= tol * (abs(new_k_q) + 1.0)
+            log_k_p = new_k_p
+            log_k_q = new_k_q
         if converged:
             break
-    result = power / a * den / num
+    log_result = log_power - math.log(p) + math.log(den / num)
+    if log_power > LOG_SUBNORMAL:
+        result = power / p * (den / num)
+    else:
+        result = math.exp(log_result)
     if not want_grad:
-        return result, 0.0, 0.0
-    grad_a, grad_b = fraction_gradients(
-        result, a, num, den, num_a, den_a, num_b, den_b, log_x, log_y, (psi_a, psi_b, psi_ab)
+        return result, log_result, 0.0, 0.0
+    grad_p, grad_q = fraction_gradients(
+        1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi
     )
-    return result, grad_a, grad_b
+    return (
+        result,
+        log_result,
+        times_value(result, log_result, grad_p),
+        times_value(result, log_result, grad_q),
+    )
 
 
 @jit
-def _lower_tail(
-    a,
-    b,
-    x,
-    log_x,
-    log_y,
+def lower_tail(
+    p,
+    q,
+    t,
+    s,
+    log_t,
+    log_s,
+    delta,
     log_power,
     power,
-    psi_a,
-    psi_b,
-    psi_ab,
+    sides,
     want_grad,
     tol,
     tables,
     side,
     length,
+    scratch,
 ):
-    """I_x(a, b) for x below the mode region, by series or continued fraction.
+    """(I_t(p, q), 1 - I_t(p, q), d/dp, d/dq) for t below the mode, by the method that suits.
 
-    ``tables[side]`` is ``_fill_tables(a, b, ...)`` for these (a, b) up to ``length`` (0: none).
+    ``sides`` = (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q)) (see
+    ``parameter_terms``); ``tables[side]`` is ``_fill_tables(p, q, ...)`` up to ``length``
+    (0: none); ``scratch`` that of the asymptotic expansion. The complement is exact where the
+    series gives the log of I_t (small p, where I_t may be 1 - O(p)).
     """
-    if b * x <= 1.0 and x <= 0.95:
-        return _series(
-            a,
-            b,
-            x,
-            log_x,
-            log_y,
-            log_power,
-            psi_a,
-            psi_b,
-            psi_ab,
-            want_grad,
-            tol,
-            tables,
-            side,
-            length,
+    psi = (sides[3], sides[4], sides[5])
+    if (q * t <= 1.0 or p < 1.0) and t <= 0.95:
+        value, log_value, log_grad_p, log_grad_q = _series(
+            p, q, t, log_t, log_s, delta, log_power, sides, want_grad, tol, tables, side, length
         )
-    return _continued_fraction(
-        a,
-        b,
-        x,
-        log_x,
-        log_y,
-        power,
-        psi_a,
-        psi_b,
-        psi_ab,
-        want_grad,
-        tol,
-        tables,
-        side,
-        length,
+        return (
+            value,
+            -math.expm1(log_value) if p < 1.0 else 1.0 - value,
+            times_value(value, log_value, log_grad_p),
+            times_value(value, log_value, log_grad_q),
+        )
+    if negligible(log_power, p, q):
+        return 0.0, 1.0, 0.0, 0.0
+    if min(p, q) >= TEMME_MIN and abs(delta) <= TEMME_Z * math.sqrt(p) * math.sqrt(q / (p + q)):
+        value, grad_p, grad_q = temme(
+            p, q, t, s, delta, log_t, log_s, log_power, psi, want_grad, scratch
+        )
+        return value, 1.0 - value, grad_p, grad_q
+    value, _, grad_p, grad_q = _continued_fraction(
+        p, q, t, s, delta, log_t, log_s, log_power, power, psi, want_grad, tol, tables, side, length
     )
+    return value, 1.0 - value, grad_p, grad_q
 
 
 @jit
-def _fill_tables(a, b, tables):
-    """Rows 0-5: ``fraction_coefficients(a, b, m)`` by column m; rows 6, 7: 1 / (a + m), 1 / m."""
-    for m in range(tables.shape[1]):
-        (
-            tables[0, m],
-            tables[1, m],
-            tables[2, m],
-            tables[3, m],
-            tables[4, m],
-            tables[5, m],
-        ) = fraction_coefficients(a, b, m)
-        tables[6, m] = 1.0 / (a + m)
-        tables[7, m] = 1.0 / m if m else 0.0
+def _fill_tables(p, q, tables):
+    """Rows 0-9: ``fraction_coefficients(p, q, k)`` by column k; rows 10, 11: 1 / (p + k), 1 / k."""
+    for k in range(tables.shape[1]):
+        if k:
+            coefficients = fraction_coefficients(p, q, k)
+            for row in range(10):
+                tables[row, k] = coefficients[row]
+        tables[10, k] = 1.0 / (p + k)
+        tables[11, k] = 1.0 / k if k else 0.0
 
 
 @jit
-def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables, length):
+def betainc_scalar(
+    a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables, length, scratch
+):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
     ``terms`` is ``parameter_terms(a, b, want_grad)``, which the caller computes once for each
     distinct (a, b); ``tables[0]`` and ``tables[1]`` are ``_fill_tables`` of (a, b) and (b, a)
-    up to ``length`` (0 where they are not filled).
+    up to ``length`` (0 where they are not filled); ``scratch`` that of the asymptotic expansion.
 
     ``tiny`` and ``huge`` are the smallest normal and largest finite number of the output dtype:
     where the density is infinite (x = 0 with a < 1, x = 1 with b < 1) dI/dx is the density at the
@@ -280,51 +333,58 @@ def betainc_scalar(a, b, x, terms, want_grad, want_density, tol, tiny, huge, tab
         return 1.0, 0.0, 0.0, 0.0
     if b == 0.0 or math.isinf(a):
         return 0.0, 0.0, 0.0, 0.0
+    if math.isinf(a + b):  # beyond the range the kernel covers
+        return NAN, NAN, NAN, NAN
     y = 1.0 - x
     log_x = math.log(x)
     log_y = math.log1p(-x)
-    log_beta, psi_a, psi_b, psi_ab = terms
-    log_power = log_power_terms(a, b, x, y, log_x, log_y, log_beta)
+    log_beta = terms[0]
+    delta = mean_offset(a, b, x, y)
+    log_power = log_power_terms(a, b, x, y, log_x, log_y, log_beta, delta)
     # x^a y^b / B(a, b), shared by the density and the continued fraction's prefactor.
-    power = math.exp(log_power) if log_power > LOG_UNDERFLOW else 0.0
+    power = math.exp(log_power)
     density = beta_density(x, y, log_x, log_y, log_power, power, huge) if want_density else 0.0
-    if x * (a + b + 2.0) <= a + 1.0:
-        value, grad_a, grad_b = _lower_tail(
-            a,
-            b,
-            x,
-            log_x,
-            log_y,
-            log_power,
-            power,
-            psi_a,
-            psi_b,
-            psi_ab,
-            want_grad,
-            tol,
-            tables,
-            0,
-            length,
-        )
-        return value, grad_a, grad_b, density
-    value, grad_b, grad_a = _lower_tail(
-        b,
-        a,
-        y,
-        log_y,
-        log_x,
+    lower = x * (a + b + 2.0) <= a + 1.0
+    element = (x, y, log_x, log_y, delta, log_power, power)
+    value, grad_a, grad_b = either_tail(
+        a, b, terms, element, lower, want_grad, tol, tables, length, scratch
+    )
+    return value, grad_a, grad_b, density
+
+
+@jit
+def either_tail(a, b, terms, element, lower, want_grad, tol, tables, length, scratch):
+    """(I_x(a, b), dI/da, dI/db) from the tail below the mode: of (a, b, x) if ``lower``, else
+    1 minus that of (b, a, 1 - x). ``terms`` is ``parameter_terms(a, b, want_grad)``,
+    ``element`` (x, 1 - x, log x, log(1 - x), delta, log P, P) with P the prefactor."""
+    x, y, log_x, log_y, delta, log_power, power = element
+    if lower:
+        p, q, t, s, log_t, log_s, offset, side = a, b, x, y, log_x, log_y, delta, 0
+        sides = (terms[4], terms[5], terms[6], terms[1], terms[2], terms[3])
+    else:
+        p, q, t, s, log_t, log_s, offset, side = b, a, y, x, log_y, log_x, -delta, 1
+        sides = (terms[7], terms[8], terms[9], terms[2], terms[1], terms[3])
+    value, complement, grad_p, grad_q = lower_tail(
+        p,
+        q,
+        t,
+        s,
+        log_t,
+        log_s,
+        offset,
         log_power,
         power,
-        psi_b,
-        psi_a,
-        psi_ab,
+        sides,
         want_grad,
         tol,
         tables,
-        1,
+        side,
         length,
+        scratch,
     )
-    return 1.0 - value, -grad_a, -grad_b, density
+    if lower:
+        return value, grad_p, grad_q
+    return complement, -grad_q, -grad_p
 
 
 @jit
@@ -353,8 +413,9 @@ def elementwise_kernel(
     # Parameters usually repeat (one prior for a batch, or per group): their terms are reused,
     # and from the second element of a run on, the loops read their coefficients from tables.
     last_a = last_b = NAN
-    terms = (NAN, NAN, NAN, NAN)
-    tables = np.empty((2, 8, _TABLE_TERMS))
+    terms = parameter_terms(NAN, NAN, False)
+    tables = np.empty((2, TABLE_ROWS, _TABLE_TERMS))
+    scratch = new_scratch()
     tables_ready = False
     # Read positions advance by counting, not by dividing at every element.
     position = np.empty(3, dtype=np.int64)
@@ -394,6 +455,7 @@ def elementwise_kernel(
             huge,
             tables,
             length,
+            scratch,
         )
         out[i] = value
         if want_grad_ab:

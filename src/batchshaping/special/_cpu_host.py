@@ -20,8 +20,10 @@ from batchshaping._runtime.threads import default_threads, run_ranges
 # Stop when a term changes the sum by less than this fraction; above float64's unit roundoff so
 # the test can be met, and small enough to leave the result exact to the last bit or two.
 TOL64 = 3e-16
-# float32 results need far less: stop once terms are below float32's resolution (6e-8).
-TOL32 = 1e-8
+# float32 results need less: stop once terms are far below float32's resolution (6e-8), so that
+# the float64 result rounds to the float32 nearest the exact value (but within 1e-10 of a
+# midpoint between two float32 numbers).
+TOL32 = 1e-10
 # Below this many elements per thread, fewer threads do the work.
 _MIN_PER_THREAD = 16_384
 

@@ -9,12 +9,16 @@ a chunk of ``_LANES`` elements together, one pair of terms at a time: the update
 the same arithmetic on its own data, which the compiler turns into SIMD instructions.
 
 The mathematics is that of the per-element kernel: the prefactor ``x^a (1-x)^b / B(a, b)`` in
-log space (Loader's saddle-point form for large a and b), the reflection past
-``(a + 1) / (a + b + 2)``, the continued fraction of Numerical Recipes (6.4.5) as the three-term
-recurrence of its convergents, differentiated in a and b, with the same stopping rule applied to
-every lane. A chunk stops once all its lanes have met it; lanes that met it earlier go on adding
-terms of a converged fraction, which changes their value by less than the tolerance. The power
-series is not needed: the fraction converges quickly where the series would serve (small x).
+log space from the exact offset delta = a - (a + b) x, the reflection past
+``(a + 1) / (a + b + 2)``, the odd part of the continued fraction of Numerical Recipes (6.4.5)
+as the three-term recurrence of its convergents, differentiated in a and b, with the same
+stopping rule applied to every lane. A chunk stops once all its lanes have met it; lanes that met
+it earlier go on adding terms of a converged fraction, which changes their value by less than
+the tolerance. The power series is not needed where the tail's first parameter is at least 0.1:
+the fraction converges quickly where the series would serve (small x). Elements whose tail has a
+smaller first parameter (where only the series keeps the digits of 1 - I and of the gradients)
+and those of the asymptotic expansion's region (both parameters large, x near the mean) take the
+per-element kernel's path, one at a time.
 
 To keep the lanes of a chunk alike in how many terms they need, the elements of a block are
 binned by where they fall between 0 and the reflection point (counting sort), and chunks are cut
@@ -29,20 +33,26 @@ import numpy as np
 from torch import Tensor
 
 from batchshaping._runtime.jit import jit
-from batchshaping.special._cpu_elementwise import elementwise_kernel
+from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch
+from batchshaping.special._cpu_elementwise import TABLE_ROWS, either_tail, elementwise_kernel
 from batchshaping.special._cpu_host import prepare, run_in_threads, shared_run_length
 from batchshaping.special._scalar import (
-    LOG_UNDERFLOW,
+    LOG_SUBNORMAL,
     MAX_TERMS,
     RESCALE_HIGH,
     RESCALE_LOW,
     beta_density,
-    derivative_step,
+    convergent_derivatives,
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
+    fraction_start,
+    fraction_step,
     log_power_terms,
+    mean_offset,
+    negligible,
     parameter_terms,
+    times_value,
 )
 
 # Elements advanced together. A compile-time constant: with fixed trip counts and rows of the
@@ -54,10 +64,14 @@ _BLOCK = 16_384
 # Bins per side of the reflection point, at most; fewer for short blocks, so that chunks fill.
 _MAX_BINS = 8
 _PER_BIN = 8 * _LANES
-# How often (in pairs of terms) the convergents are checked for drift and rescaled. Each term
-# multiplies them by at most about 2 in the region where the fraction is used, so eight pairs
-# move them by well under 1e10, far inside the rescaling bounds.
+# How often (in steps of the fraction) the convergents are checked for drift and rescaled. Each
+# step multiplies them by at most about 4 where the fraction is used, so eight steps move them
+# by well under 1e10, far inside the rescaling bounds. For large p a step may also shrink them by
+# a factor of order 1 / p: there they are checked at every step.
 _RESCALE_EVERY = 8
+_RESCALE_EVERY_STEP = 1e6
+# Tails whose first parameter is below this take the per-element path (the series).
+_SERIES_BELOW = 0.1
 
 # Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n, the previous pair's A and B
 # (the convergence test), whether the lane has converged, and for the gradients the a and b
@@ -85,17 +99,19 @@ _STATE_SIZE = 17 * _LANES
 
 
 @jit
-def _fraction_lanes(p, q, t, want_grad, tol, state):
-    """The continued fraction of I_t(p, q) in every lane of ``t`` (``_LANES`` values).
+def _fraction_lanes(p, q, lanes, want_grad, tol, state):
+    """The continued fraction of I_t(p, q) in every lane (``lanes`` = rows t, s, t^2, delta).
 
     Leaves the final convergents (and their p, q derivatives) in ``state``.
     """
+    inv = 1.0 / (p + 1.0)
     for j in range(_LANES):
+        start = (1.0 + lanes[3, j]) * inv
         state[_NUM_PREV + j] = 1.0
-        state[_NUM + j] = 1.0
+        state[_NUM + j] = start
         state[_DEN_PREV + j] = 0.0
         state[_DEN + j] = 1.0
-        state[_NUM_LAST + j] = 1.0
+        state[_NUM_LAST + j] = start
         state[_DEN_LAST + j] = 1.0
         state[_DONE + j] = 0.0
         state[_LOG_K_A + j] = math.inf
@@ -103,31 +119,35 @@ def _fraction_lanes(p, q, t, want_grad, tol, state):
     for row in range(_NUM_PREV_A, _LOG_K_A, _LANES):
         for j in range(_LANES):
             state[row + j] = 0.0
-    for m in range(MAX_TERMS):
-        odd, odd_a, odd_b, even, even_a, even_b = fraction_coefficients(p, q, m)
+    for j in range(_LANES):
+        _, state[_NUM_A + j], state[_NUM_B + j] = fraction_start(
+            p, q, lanes[0, j], lanes[1, j], lanes[3, j]
+        )
+    every = 1 if p > _RESCALE_EVERY_STEP else _RESCALE_EVERY
+    for k in range(1, MAX_TERMS):
+        coefficients = fraction_coefficients(p, q, k)
         if want_grad:
-            remaining = _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
+            remaining = _step_with_gradients(coefficients, k, lanes, tol, state)
         else:
-            remaining = _pair(odd, even, t, tol, state)
+            remaining = _step(coefficients, k, lanes, tol, state)
         if remaining == 0:
             return
-        if m % _RESCALE_EVERY == _RESCALE_EVERY - 1:
+        if k % every == 0:
             _rescale(state)
 
 
 @jit
-def _pair(odd, even, t, tol, state):
-    """Two terms of the fraction in every lane, values only; returns how many lanes go on."""
+def _step(coefficients, k, lanes, tol, state):
+    """Step k of the fraction in every lane, values only; returns how many lanes go on."""
     remaining = 0
     for j in range(_LANES):
         num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
         den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
-        d = odd * t[j]
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
-        d = even * t[j]
-        num_prev, num = num, num + d * num_prev
-        den_prev, den = den, den + d * den_prev
+        beta, alpha, _, _, _, _ = fraction_step(
+            lanes[0, j], lanes[1, j], lanes[2, j], lanes[3, j], k, coefficients
+        )
+        num_prev, num = num, beta * num + alpha * num_prev
+        den_prev, den = den, beta * den + alpha * den_prev
         converged = _value_converged(num, den, tol, state, j)
         remaining += _store_values(num_prev, num, den_prev, den, converged, state, j)
     return remaining
@@ -135,7 +155,7 @@ def _pair(odd, even, t, tol, state):
 
 @jit
 def _value_converged(num, den, tol, state, j):
-    """|K_n - K_{n-2}| <= tol |K_n| in lane j, cross-multiplied as in the per-element kernel."""
+    """|K_k - K_{k-1}| <= tol |K_k| in lane j, cross-multiplied as in the per-element kernel."""
     cross = num * state[_DEN_LAST + j]
     return abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
 
@@ -152,8 +172,8 @@ def _store_values(num_prev, num, den_prev, den, converged, state, j):
 
 
 @jit
-def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state):
-    """As :func:`_pair`, carrying the p and q derivatives of the convergents."""
+def _step_with_gradients(coefficients, k, lanes, tol, state):
+    """As :func:`_step`, carrying the p and q derivatives of the convergents."""
     remaining = 0
     for j in range(_LANES):
         num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
@@ -162,19 +182,29 @@ def _pair_with_gradients(odd, odd_a, odd_b, even, even_a, even_b, t, tol, state)
         den_prev_a, den_a = state[_DEN_PREV_A + j], state[_DEN_A + j]
         num_prev_b, num_b = state[_NUM_PREV_B + j], state[_NUM_B + j]
         den_prev_b, den_b = state[_DEN_PREV_B + j], state[_DEN_B + j]
-        for coefficient, coefficient_a, coefficient_b in (
-            (odd, odd_a, odd_b),
-            (even, even_a, even_b),
-        ):
-            d, d_a, d_b = coefficient * t[j], coefficient_a * t[j], coefficient_b * t[j]
-            num_prev_a, num_a = derivative_step(num_prev, num_prev_a, num_a, d, d_a)
-            den_prev_a, den_a = derivative_step(den_prev, den_prev_a, den_a, d, d_a)
-            num_prev_b, num_b = derivative_step(num_prev, num_prev_b, num_b, d, d_b)
-            den_prev_b, den_b = derivative_step(den_prev, den_prev_b, den_b, d, d_b)
-            num_prev, num = num, num + d * num_prev
-            den_prev, den = den, den + d * den_prev
+        step = fraction_step(lanes[0, j], lanes[1, j], lanes[2, j], lanes[3, j], k, coefficients)
+        beta, alpha = step[0], step[1]
+        (
+            num_prev_a,
+            num_a,
+            den_prev_a,
+            den_a,
+            num_prev_b,
+            num_b,
+            den_prev_b,
+            den_b,
+        ) = convergent_derivatives(
+            num_prev,
+            num,
+            den_prev,
+            den,
+            (num_prev_a, num_a, den_prev_a, den_a, num_prev_b, num_b, den_prev_b, den_b),
+            step,
+        )
+        num_prev, num = num, beta * num + alpha * num_prev
+        den_prev, den = den, beta * den + alpha * den_prev
         converged = _value_converged(num, den, tol, state, j)
-        # d log K = dA / A - dB / B over one division, tested in every lane at every pair.
+        # d log K = dA / A - dB / B over one division, tested in every lane at every step.
         inverse = 1.0 / (num * den)
         log_k_a = (num_a * den - den_a * num) * inverse
         log_k_b = (num_b * den - den_b * num) * inverse
@@ -213,16 +243,29 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
     """
     out, grad_a, grad_b, grad_x = outputs
     want_grad, want_density, tol, tiny, huge = options
-    scratch, bins, order, counts, lane_t, state = work
-    log_beta, psi_a, psi_b, psi_ab = terms
+    scratch, bins, order, counts, lanes, state = (
+        work[0],
+        work[1],
+        work[2],
+        work[3],
+        work[4],
+        work[5],
+    )
+    log_beta, psi_a, psi_b, psi_ab = terms[0], terms[1], terms[2], terms[3]
     size = end - begin
     per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
     reflection = (a + 1.0) / (a + b + 2.0)
     scale_lower = per_side / reflection
     scale_upper = per_side / (1.0 - reflection)
+    # The asymptotic expansion's region: both parameters large, |delta| within TEMME_Z standard
+    # deviations of the mean (as the per-element kernel decides).
+    expansion_offset = -1.0
+    if min(a, b) >= TEMME_MIN:
+        expansion_offset = TEMME_Z * math.sqrt(a) * math.sqrt(b / (a + b))
     counts[:] = 0
     # The prefactor, the density and the bin of each element; the end points, values outside
-    # [0, 1] and prefactors that underflow are finished here.
+    # [0, 1], prefactors that underflow and the elements of the per-element path are finished
+    # here.
     for k in range(size):
         i = begin + k
         value = np.float64(x[i])
@@ -240,23 +283,37 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         y = 1.0 - value
         log_x = math.log(value)
         log_y = math.log1p(-value)
-        log_power = log_power_terms(a, b, value, y, log_x, log_y, log_beta)
-        power = math.exp(log_power) if log_power > LOG_UNDERFLOW else 0.0
+        delta = mean_offset(a, b, value, y)
+        log_power = log_power_terms(a, b, value, y, log_x, log_y, log_beta, delta)
+        power = math.exp(log_power)
         if want_density:
             grad_x[i] = beta_density(value, y, log_x, log_y, log_power, power, huge)
         lower = value * (a + b + 2.0) <= a + 1.0
-        if power == 0.0:  # 0 (or 1) to working precision
+        first = a if lower else b
+        if first < _SERIES_BELOW or abs(delta) <= expansion_offset:
+            element = (value, y, log_x, log_y, delta, log_power, power)
+            out[i], gradient_a, gradient_b = either_tail(
+                a, b, terms, element, lower, want_grad, tol, work[6], 0, work[7]
+            )
+            if want_grad:
+                grad_a[i], grad_b[i] = gradient_a, gradient_b
+            continue
+        if negligible(log_power, first, b if lower else a):  # 0 (or 1) to working precision
             out[i] = 0.0 if lower else 1.0
             if want_grad:
                 grad_a[i] = grad_b[i] = 0.0
             continue
         if lower:
             scratch[0, k] = value
+            scratch[5, k] = y
+            scratch[4, k] = delta
             bin_index = min(per_side - 1, int(value * scale_lower))
         else:
             scratch[0, k] = y
+            scratch[5, k] = value
+            scratch[4, k] = -delta
             bin_index = per_side + min(per_side - 1, int(y * scale_upper))
-        scratch[1, k] = power
+        scratch[1, k] = log_power
         scratch[2, k] = log_x
         scratch[3, k] = log_y
         bins[k] = bin_index
@@ -278,21 +335,33 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         for first in range(start, stop, _LANES):
             filled = min(_LANES, stop - first)
             for j in range(_LANES):
-                lane_t[j] = scratch[0, order[first + min(j, filled - 1)]]
-            _fraction_lanes(p, q, lane_t, want_grad, tol, state)
+                k = order[first + min(j, filled - 1)]
+                t = scratch[0, k]
+                lanes[0, j] = t
+                lanes[1, j] = scratch[5, k]
+                lanes[2, j] = t * t
+                lanes[3, j] = scratch[4, k]
+            _fraction_lanes(p, q, lanes, want_grad, tol, state)
             for j in range(filled):
                 k = order[first + j]
                 i = begin + k
                 num, den = state[_NUM + j], state[_DEN + j]
-                tail = scratch[1, k] / p * den / num
+                log_power = scratch[1, k]
+                log_tail = log_power - math.log(p) + math.log(den / num)
+                if log_power > LOG_SUBNORMAL:
+                    tail = math.exp(log_power) / p * (den / num)
+                else:
+                    tail = math.exp(log_tail)
                 out[i] = 1.0 - tail if reflected else tail
                 if not want_grad:
                     continue
                 log_x, log_y = scratch[2, k], scratch[3, k]
                 log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
                 grad_p, grad_q = fraction_gradients(
-                    tail,
+                    1.0,
                     p,
+                    q,
+                    lanes[3, j],
                     num,
                     den,
                     state[_NUM_A + j],
@@ -303,6 +372,8 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
                     log_u,
                     psi,
                 )
+                grad_p = times_value(tail, log_tail, grad_p)
+                grad_q = times_value(tail, log_tail, grad_q)
                 if reflected:
                     grad_a[i], grad_b[i] = -grad_q, -grad_p
                 else:
@@ -336,12 +407,15 @@ def _runs_kernel(
     (r + 1) * run_length)``.
     """
     work = (
-        np.empty((4, _BLOCK)),  # per element: t (x or 1 - x), prefactor, log x, log(1 - x)
+        # per element: t (x or 1 - x), log prefactor, log x, log(1 - x), the tail's delta, 1 - t
+        np.empty((6, _BLOCK)),
         np.empty(_BLOCK, dtype=np.int64),  # its bin
         np.empty(_BLOCK, dtype=np.int64),  # the elements in bin order
         np.empty(2 * _MAX_BINS + 1, dtype=np.int64),  # bin boundaries
-        np.empty(_LANES),  # one chunk's t
+        np.empty((4, _LANES)),  # one chunk's t, 1 - t, t^2, delta
         np.empty(_STATE_SIZE),  # the lanes' state
+        np.empty((2, TABLE_ROWS, 1)),  # no coefficient tables on the per-element path
+        new_scratch(),  # the asymptotic expansion's
     )
     outputs = (out, grad_a, grad_b, grad_x)
     options = (want_grad, want_density, tol, tiny, huge)

@@ -1,12 +1,25 @@
 """Scalar mathematics shared by the CPU kernels of the incomplete beta function (numba).
 
-Pure functions of floats, compiled with the package's one numba decorator: the log beta function
-and digammas that a run of elements with the same (a, b) shares, the prefactor
-``x^a (1-x)^b / B(a, b)`` in log space (Loader's saddle-point form for large a and b), the
-coefficients of the continued fraction and their a, b derivatives, one step of the differentiated
-recurrence of its convergents, the gradients from its last convergents, and the Beta density.
-The per-element kernel (``_cpu_elementwise``) and the kernel for shared parameters
-(``_cpu_shared``) both build on these, so each formula is written once.
+Pure functions of floats, compiled with the package's one numba decorator:
+
+- what a run of elements with the same (a, b) shares: log B(a, b), digammas, and for a parameter
+  p < 1 the quantities that keep full accuracy as p -> 0 (log(p B(p, q)), psi(1 + p),
+  psi(p + q) - psi(q));
+- the offset of x from the mean, delta = a - (a + b) x, exact to a few units in its last place
+  (error-free sums and products): near the mean of large parameters it is the difference of two
+  nearly equal numbers, and every quantity below that depends on the distance from the mean is
+  computed from it;
+- the prefactor ``x^a (1-x)^b / B(a, b)`` in log space, in one of three forms so that no two
+  large terms cancel: direct for small parameters, with log(a (1 - x)) when one parameter is
+  large, Loader's saddle-point form (deviances from delta, Stirling errors) when both are;
+- the coefficients of the continued fraction (the odd part of Numerical Recipes' fraction, its
+  partial denominators written with delta so that none cancels) and their a, b derivatives, one
+  step of the differentiated recurrence of its convergents, the gradients from its last
+  convergents, and the Beta density.
+
+The per-element kernel (``_cpu_elementwise``), the kernel for shared parameters
+(``_cpu_shared``) and the asymptotic expansion (``_asymptotic``) build on these, so each formula
+is written once.
 """
 
 from __future__ import annotations
@@ -14,37 +27,69 @@ from __future__ import annotations
 import math
 
 from batchshaping._runtime.jit import jit
+from batchshaping.special import _fraction
+from batchshaping.special._constants import (
+    DIGAMMA,
+    DIGAMMA_MIN,
+    EULER_GAMMA,
+    HALF_LOG_2PI,
+    LOG_GAMMA_1P,
+    LOG_SUBNORMAL,
+    LOG_ZERO,
+    STIRLING,
+    STIRLING_MIN,
+)
 
 NAN = math.nan
-# Past this the prefactor underflows: the function is 0 (or 1) to working precision.
-LOG_UNDERFLOW = -745.0
 MAX_TERMS = 100_000
 # The continued fraction's convergents are rescaled when B_n leaves this range.
 RESCALE_LOW, RESCALE_HIGH = 1e-100, 1e100
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# Above this, the Stirling series is exact to float64 and lgamma differences cancel badly.
-STIRLING_MIN = 15.0
+
+
+@jit
+def _digamma_series(x):
+    """psi(x) - log(x) for x >= 10: -1/(2x) minus the asymptotic series in 1/x^2."""
+    inv = 1.0 / x
+    inv2 = inv * inv
+    series = 0.0
+    for k in range(len(DIGAMMA) - 1, -1, -1):
+        series = series * inv2 + DIGAMMA[k]
+    return -0.5 * inv - series * inv2
 
 
 @jit
 def digamma(x: float) -> float:
-    """psi(x) for x > 0: recurrence up to x >= 6, then the asymptotic series."""
+    """psi(x) for x > 0: recurrence up to x >= 10, then the asymptotic series."""
     result = 0.0
-    while x < 6.0:
+    while x < DIGAMMA_MIN:
         result -= 1.0 / x
         x += 1.0
-    inv = 1.0 / x
-    inv2 = inv * inv
-    series = inv2 * (
-        1.0 / 12.0
-        - inv2
-        * (
-            1.0 / 120.0
-            - inv2
-            * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 * (1.0 / 132.0 - inv2 * (691.0 / 32760.0))))
-        )
-    )
-    return result + math.log(x) - 0.5 * inv - series
+    return result + math.log(x) + _digamma_series(x)
+
+
+@jit
+def digamma_minus_log(x):
+    """psi(x) - log(x), without forming either where x is large (both grow like log x)."""
+    if x >= DIGAMMA_MIN:
+        return _digamma_series(x)
+    return digamma(x) - math.log(x)
+
+
+@jit
+def log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq):
+    """log t - psi(p) + psi(p + q), the p derivative of log(t^p / B(p, q)), delta = p - (p + q) t.
+
+    For large p each term is large and their sum small near the mean: there it is
+    log(1 - delta / p) plus the differences of psi(z) - log(z).
+    """
+    if p >= DIGAMMA_MIN:
+        ratio = -delta / p  # t n / p - 1
+        if abs(ratio) < 0.5:
+            log_ratio = math.log1p(ratio)
+        else:  # far from the mean, where 1 + ratio would lose the digits of a small t n / p
+            log_ratio = log_t + math.log(p + q) - math.log(p)
+        return log_ratio + digamma_minus_log(p + q) - digamma_minus_log(p)
+    return log_t - psi_p + psi_pq
 
 
 @jit
@@ -77,37 +122,190 @@ def log_beta_function(a: float, b: float) -> float:
 
 
 @jit
-def deviance(k: float, mean: float) -> float:
-    """k log(k / mean) + mean - k, accurate when k is close to mean (Loader, 2000)."""
-    if abs(k - mean) < 0.1 * (k + mean):
-        ratio = (k - mean) / (k + mean)
-        total = (k - mean) * ratio
-        term = 2.0 * k * ratio
-        ratio2 = ratio * ratio
-        for j in range(1, 1000):
-            term *= ratio2
-            new_total = total + term / (2 * j + 1)
-            if new_total == total:
-                break
-            total = new_total
-        return total
-    return k * math.log(k / mean) + mean - k
+def stirling_difference(z, h):
+    """stirling_error(z + h) - stirling_error(z) for z >= 15, h >= 0, to full relative accuracy."""
+    ratio = math.log1p(h / z)
+    inv = 1.0 / z
+    inv2 = inv * inv
+    power = inv
+    total = 0.0
+    for k in range(len(STIRLING)):
+        total += STIRLING[k] * power * math.expm1(-(2 * k + 1) * ratio)
+        power *= inv2
+    return total
 
 
 @jit
-def log_power_terms(a, b, x, y, log_x, log_y, log_beta):
-    """log(x^a y^b / B(a, b)) with y = 1 - x; symmetric under (a, x) <-> (b, y).
+def log_gamma_1p(p):
+    """log Gamma(1 + p) for 0 <= p, to full relative accuracy as p -> 0 (1 + p would round)."""
+    if p >= 0.2:
+        return math.lgamma(1.0 + p)
+    total = 0.0
+    for k in range(len(LOG_GAMMA_1P) - 1, -1, -1):
+        total = total * p + LOG_GAMMA_1P[k]
+    return p * (p * total - EULER_GAMMA)
 
-    For large a and b, the terms a log x + b log y and log B(a, b) are each large and cancel; the
-    saddle-point form (Loader's deviances and Stirling errors) keeps full relative accuracy.
+
+@jit
+def log_gamma_difference(q, p):
+    """log Gamma(q + p) - log Gamma(q) for q > 0 and 0 <= p, to within a few ulp of p log(q + p).
+
+    Shifted up to q >= 15 by log Gamma(q + 1) = log Gamma(q) + log q, then by Stirling's series,
+    so that no two large terms cancel when p is small.
     """
-    if min(a, b) < STIRLING_MIN:
+    total = 0.0
+    while q < STIRLING_MIN:
+        total -= math.log1p(p / q)
+        q += 1.0
+    return (
+        total
+        + p * math.log(q)
+        + ((q + p - 0.5) * math.log1p(p / q) - p)
+        + stirling_difference(q, p)
+    )
+
+
+@jit
+def digamma_difference(q, p):
+    """psi(q + p) - psi(q) for q > 0 and 0 <= p, to full relative accuracy as p -> 0."""
+    total = 0.0
+    while q < DIGAMMA_MIN:
+        total += p / (q * (q + p))
+        q += 1.0
+    ratio = math.log1p(p / q)
+    inv2 = 1.0 / (q * q)
+    power = inv2
+    series = 0.0
+    for k in range(len(DIGAMMA)):
+        series += DIGAMMA[k] * power * math.expm1(-(2 * k + 2) * ratio)
+        power *= inv2
+    return total + ratio + p / (2.0 * q * (q + p)) - series
+
+
+@jit
+def two_sum(a, b):
+    """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth)."""
+    s = a + b
+    virtual = s - a
+    return s, (a - (s - virtual)) + (b - virtual)
+
+
+@jit
+def _split(a):
+    """(high, low), a = high + low exactly, each with at most 26 significant bits (Veltkamp)."""
+    c = 134217729.0 * a
+    high = c - (c - a)
+    return high, a - high
+
+
+@jit
+def two_product(a, b):
+    """(p, e) with p = fl(a b) and p + e = a b exactly (Dekker), for |a|, |b| < 2^995."""
+    p = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(b)
+    return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+@jit
+def mean_offset(a, b, x, y):
+    """delta = a - (a + b) x = (a + b) y - b, to a few ulp of delta, with y = 1 - x.
+
+    From x where x <= 1/2 and from y above (the one that is exact). ``a + b`` and its product
+    with x are formed without rounding error (their rounding errors are added back), so that
+    the difference of the nearly equal a and (a + b) x near the mean keeps its accuracy.
+    """
+    total, total_error = two_sum(a, b)
+    # Keep the splitting of two_product clear of overflow (a power of two: exact).
+    scale = 1.0
+    if total > 1e290:
+        scale = 2.0**-64
+    if x <= 0.5:
+        product, product_error = two_product(total * scale, x)
+        return (a - product / scale) - product_error / scale - total_error * x
+    product, product_error = two_product(total * scale, y)
+    return (product / scale - b) + product_error / scale + total_error * y
+
+
+@jit
+def log1p_minus(v):
+    """v - log(1 + v) for v > -1, to full relative accuracy near 0 (Loader's series)."""
+    if abs(v) >= 0.5:
+        return v - math.log1p(v)
+    ratio = v / (2.0 + v)
+    ratio2 = ratio * ratio
+    # v - log1p(v) = ratio v - 2 (ratio^3 / 3 + ratio^5 / 5 + ...)
+    total = ratio * v
+    term = 2.0 * ratio * ratio2
+    for j in range(1, 100):
+        new_total = total - term / (2 * j + 1)
+        if new_total == total:
+            break
+        total = new_total
+        term *= ratio2
+    return total
+
+
+@jit
+def deviance(k, offset, mean):
+    """k log(k / mean) + mean - k, given offset = k - mean (exact) and mean (rounded).
+
+    Near the mean, from offset: k times the series of :func:`log1p_minus` at v = -offset / k;
+    where mean / k = 1 + v < 0.1, 1 + v would lose the digits of a small mean / k, and the log
+    is taken of mean / k itself.
+    """
+    v = -offset / k
+    if v > -0.9:
+        return k * log1p_minus(v)
+    return -offset - k * math.log(mean / k)
+
+
+@jit
+def deviances(a, b, delta, x, y):
+    """Loader's deviance of a from (a + b) x plus that of b from (a + b) y, from delta.
+
+    Their sum D is n times minus the log of (x / x0)^x0 (y / y0)^y0, x0 = a / n, n = a + b: the
+    Gaussian exponent of the saddle-point form, with z^2 = 2 D in the uniform expansion.
+    """
+    n = a + b
+    return deviance(a, delta, n * x) + deviance(b, -delta, n * y)
+
+
+@jit
+def _large_and_small(big, small, log_x_big, x_small, log_x_small):
+    """log(x^a y^b / B(a, b)) with (big, x_big) and (small, x_small) the parameters and their
+    variables, small < 15 <= big: big log x_big + small log(big x_small) - log Gamma(small)
+    minus log Gamma(big + small) - log Gamma(big) - small log big (Stirling)."""
+    correction = (
+        (big + small - 0.5) * math.log1p(small / big) - small + stirling_difference(big, small)
+    )
+    product = big * x_small
+    # A subnormal product has lost bits; there the two logs are far from cancelling.
+    log_product = math.log(product) if product > 1e-300 else math.log(big) + log_x_small
+    return big * log_x_big + small * log_product - math.lgamma(small) + correction
+
+
+@jit
+def log_power_terms(a, b, x, y, log_x, log_y, log_beta, delta):
+    """log(x^a y^b / B(a, b)) with y = 1 - x and delta = mean_offset(a, b, x, y).
+
+    Symmetric under (a, x) <-> (b, y). Written so that no two large terms cancel: for large a
+    and b, a log x + b log y and log B(a, b) are each large; the saddle-point form (Loader's
+    deviances from delta and Stirling errors) keeps full relative accuracy, within a few ulp of
+    the log's magnitude when the function is representable.
+    """
+    small = min(a, b)
+    big = max(a, b)
+    if big < STIRLING_MIN:
         return a * log_x + b * log_y - log_beta
+    if small < STIRLING_MIN:
+        if a >= b:
+            return _large_and_small(a, b, log_x, y, log_y)
+        return _large_and_small(b, a, log_y, x, log_x)
     n = a + b
     return (
-        -deviance(a, n * x)
-        - deviance(b, n * y)
-        + 0.5 * math.log(a * b / n)
+        -deviances(a, b, delta, x, y)
+        + 0.5 * math.log(a * (b / n))
         - HALF_LOG_2PI
         + stirling_error(n)
         - stirling_error(a)
@@ -116,46 +314,72 @@ def log_power_terms(a, b, x, y, log_x, log_y, log_beta):
 
 
 @jit
-def fraction_coefficients(a, b, m):
-    """The factors of x in d_{2m+1} and d_{2m+2}, and their a and b derivatives."""
-    p = a + m
-    q = a + b + m
-    inv_r0 = 1.0 / (a + 2 * m)
-    inv_r1 = 1.0 / (a + 2 * m + 1)
-    inv_r2 = 1.0 / (a + 2 * m + 2)
-    inv_q = 1.0 / q
-    odd = -p * q * inv_r0 * inv_r1
-    odd_a = odd * (1.0 / p + inv_q - inv_r0 - inv_r1)
-    odd_b = odd * inv_q
-    even_b = (m + 1) * inv_r1 * inv_r2
-    even = (b - (m + 1)) * even_b
-    even_a = -even * (inv_r1 + inv_r2)
-    return odd, odd_a, odd_b, even, even_a, even_b
+def fraction_start(p, q, t, s, delta):
+    """The first convergent of the odd part, A_0 = 1 + d_1 = (1 + delta) / (p + 1), B_0 = 1, and
+    A_0's p and q derivatives (delta = p - (p + q) t, s = 1 - t)."""
+    inv = 1.0 / (p + 1.0)
+    start = (1.0 + delta) * inv
+    return start, (s - start) * inv, -t * inv
+
+
+fraction_coefficients = jit(_fraction.fraction_coefficients)
+fraction_step = jit(_fraction.fraction_step)
 
 
 @jit
-def derivative_step(previous, previous_derivative, derivative, d, d_derivative):
-    """One step of the derivative of the convergents' recurrence A_n = A_{n-1} + d_n A_{n-2}.
+def derivative_step(
+    previous, previous_derivative, current, derivative, beta, alpha, beta_d, alpha_d
+):
+    """One step of the derivative of the recurrence A_k = beta A_{k-1} + alpha A_{k-2}.
 
-    From (A'_{n-2}, A'_{n-1}) to (A'_{n-1}, A'_n), A'_n = A'_{n-1} + d_n' A_{n-2} + d_n A'_{n-2};
-    ``previous`` is A_{n-2} (B likewise). Both CPU kernels step their derivatives with it.
+    From (A'_{k-2}, A'_{k-1}) to (A'_{k-1}, A'_k), A'_k = beta' A_{k-1} + beta A'_{k-1}
+    + alpha' A_{k-2} + alpha A'_{k-2}; ``previous`` is A_{k-2}, ``current`` A_{k-1} (B likewise).
+    Both CPU kernels step their derivatives with it.
     """
-    return derivative, derivative + d_derivative * previous + d * previous_derivative
+    return derivative, (
+        beta_d * current + beta * derivative + alpha_d * previous + alpha * previous_derivative
+    )
 
 
 @jit
-def fraction_gradients(tail, p, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi):
+def convergent_derivatives(num_prev, num, den_prev, den, derivatives, step):
+    """The p and q derivatives of (A_{k-1}, A_k, B_{k-1}, B_k) after step k.
+
+    ``derivatives`` holds those before it, (A'_{k-2}, A'_{k-1}, B'_{k-2}, B'_{k-1}) in p then
+    in q, and (num_prev, num, den_prev, den) the convergents (A_{k-2}, A_{k-1}, B_{k-2},
+    B_{k-1}); ``step`` is ``fraction_step``'s (beta, alpha, beta_p, alpha_p, beta_q, alpha_q).
+    """
+    beta, alpha, beta_p, alpha_p, beta_q, alpha_q = step
+    num_prev_p, num_p, den_prev_p, den_p, num_prev_q, num_q, den_prev_q, den_q = derivatives
+    num_prev_p, num_p = derivative_step(
+        num_prev, num_prev_p, num, num_p, beta, alpha, beta_p, alpha_p
+    )
+    den_prev_p, den_p = derivative_step(
+        den_prev, den_prev_p, den, den_p, beta, alpha, beta_p, alpha_p
+    )
+    num_prev_q, num_q = derivative_step(
+        num_prev, num_prev_q, num, num_q, beta, alpha, beta_q, alpha_q
+    )
+    den_prev_q, den_q = derivative_step(
+        den_prev, den_prev_q, den, den_q, beta, alpha, beta_q, alpha_q
+    )
+    return num_prev_p, num_p, den_prev_p, den_p, num_prev_q, num_q, den_prev_q, den_q
+
+
+@jit
+def fraction_gradients(tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi):
     """d/dp and d/dq of ``tail`` = I_t(p, q) = t^p u^q / (p B(p, q)) * B_n / A_n, u = 1 - t.
 
     (num, den) are the fraction's last convergents (A_n, B_n), their p and q derivatives beside
-    them, ``psi`` = (psi(p), psi(q), psi(p + q)): d log K = dA_n / A_n - dB_n / B_n.
+    them, ``psi`` = (psi(p), psi(q), psi(p + q)), delta = p - (p + q) t:
+    d log K = dA_n / A_n - dB_n / B_n.
     """
     psi_p, psi_q, psi_pq = psi
     log_k_p = num_p / num - den_p / den
     log_k_q = num_q / num - den_q / den
-    grad_p = tail * (log_t - 1.0 / p - psi_p + psi_pq - log_k_p)
-    grad_q = tail * (log_u - psi_q + psi_pq - log_k_q)
-    return grad_p, grad_q
+    ratio_p = log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq)
+    ratio_q = log_ratio_to_mean(q, p, -delta, log_u, psi_q, psi_pq)
+    return tail * (ratio_p - 1.0 / p - log_k_p), tail * (ratio_q - log_k_q)
 
 
 @jit
@@ -165,9 +389,24 @@ def beta_density(x, y, log_x, log_y, log_power, power, huge):
     From the prefactor ``power`` = x^a y^b / B(a, b) (``log_power`` its log) where it is a normal
     number, else in log space.
     """
-    if power > 0.0:
+    if log_power > LOG_SUBNORMAL:
         return min(power / (x * y), huge)
     return min(math.exp(log_power - log_x - log_y), huge)
+
+
+@jit
+def times_value(value, log_value, factor):
+    """value * factor, value = exp(log_value) > 0; in log space where value is subnormal."""
+    if log_value > LOG_SUBNORMAL or factor == 0.0:
+        return value * factor
+    return math.copysign(math.exp(log_value + math.log(abs(factor))), factor)
+
+
+@jit
+def negligible(log_power, p, q):
+    """Whether I_t(p, q) = P / p * 2F1(p + q, 1; p + 1; t), P = exp(log_power), is below half the
+    smallest subnormal: the series 2F1 is at most p + q + 2 below the mode."""
+    return log_power - math.log(p) + math.log(p + q + 2.0) < LOG_ZERO
 
 
 @jit
@@ -180,11 +419,35 @@ def end_point_density(a, b, x, log_beta, tiny, huge):
 
 
 @jit
-def parameter_terms(a, b, want_grad):
-    """log B(a, b) and, for the gradients, psi(a), psi(b), psi(a + b): shared by all x."""
-    if not (a > 0.0 and b > 0.0) or math.isinf(a) or math.isinf(b):
-        return NAN, NAN, NAN, NAN
-    log_beta = log_beta_function(a, b)
+def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
+    """log(p B(p, q)), psi(1 + p) and psi(p + q) - psi(q): what the series needs to keep
+    full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a number of order p)."""
+    if p >= 1.0:
+        log_p_beta = log_beta + math.log(p)
+        if not want_grad:
+            return log_p_beta, 0.0, 0.0
+        psi_diff = psi_pq - psi_q
+        if q >= DIGAMMA_MIN:  # both large where p << q: their logs cancel
+            psi_diff = math.log1p(p / q) + digamma_minus_log(p + q) - digamma_minus_log(q)
+        return log_p_beta, psi_p + 1.0 / p, psi_diff
+    log_p_beta = log_gamma_1p(p) - log_gamma_difference(q, p)
     if not want_grad:
-        return log_beta, 0.0, 0.0, 0.0
-    return log_beta, digamma(a), digamma(b), digamma(a + b)
+        return log_p_beta, 0.0, 0.0
+    return log_p_beta, digamma(1.0 + p), digamma_difference(q, p)
+
+
+@jit
+def parameter_terms(a, b, want_grad):
+    """What all x share for one (a, b): log B(a, b), psi(a), psi(b), psi(a + b), then for the
+    series with p = a and p = b (``_small_parameter_terms``): log(p B), psi(1 + p),
+    psi(p + q) - psi(q), as (..., log_a_beta, psi_1a, psi_diff_a, log_b_beta, psi_1b,
+    psi_diff_b). All NaN for parameters that are not positive finite numbers."""
+    if not (a > 0.0 and b > 0.0) or math.isinf(a) or math.isinf(b) or math.isinf(a + b):
+        return (NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
+    log_beta = log_beta_function(a, b)
+    psi_a = psi_b = psi_ab = 0.0
+    if want_grad:
+        psi_a, psi_b, psi_ab = digamma(a), digamma(b), digamma(a + b)
+    side_a = _small_parameter_terms(a, b, log_beta, psi_a, psi_b, psi_ab, want_grad)
+    side_b = _small_parameter_terms(b, a, log_beta, psi_b, psi_a, psi_ab, want_grad)
+    return (log_beta, psi_a, psi_b, psi_ab) + side_a + side_b  # noqa: RUF005 (numba)
