@@ -49,6 +49,7 @@ from batchshaping.special._scalar import (
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
+    fraction_result,
     fraction_start,
     fraction_step,
     log_power_terms,
@@ -66,7 +67,9 @@ TABLE_ROWS = 12
 
 
 @jit
-def _series(p, q, t, log_t, log_u, delta, log_power, sides, want_grad, tol, tables, side, length):
+def _series(
+    p, q, t, log_t, log_u, delta, log_power, power, sides, want_grad, tol, tables, side, length
+):
     """I_t(p, q), its log and the p, q derivatives of its log by the power series of B_t(p, q).
 
     B_t(p, q) = t^p sum_n t_n / (p + n),  t_0 = 1,  t_n = t_{n-1} (n - q) t / n, so that
@@ -119,7 +122,7 @@ def _series(p, q, t, log_t, log_u, delta, log_power, sides, want_grad, tol, tabl
         # A product of factors with small relative errors where P is normal: the log of P is
         # large there, and adding to it would add a rounding error of order ulp(log P).
         if log_power > LOG_SUBNORMAL:
-            value = math.exp(log_power) * math.exp(-q * log_u) * (inv_p + total)
+            value = power * (math.exp(-q * log_u) * (inv_p + total))
         else:
             value = math.exp(log_value)
     if not want_grad:
@@ -144,7 +147,7 @@ def _continued_fraction(
     convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k likewise), their
     derivatives the differentiated recurrence, rescaled by 1 / B_k when the magnitudes drift.
     ``tables[side, :10, k]`` holds ``fraction_coefficients(p, q, k)`` for k < ``length``.
-    Returns (value, log value, d/dp, d/dq).
+    Returns (value, d/dp, d/dq).
     """
     t2 = t * t
     # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p and q derivatives.
@@ -225,22 +228,12 @@ def _continued_fraction(
             log_k_q = new_k_q
         if converged:
             break
-    log_result = log_power - math.log(p) + math.log(den / num)
-    if log_power > LOG_SUBNORMAL:
-        result = power / p * (den / num)
-    else:
-        result = math.exp(log_result)
-    if not want_grad:
-        return result, log_result, 0.0, 0.0
-    grad_p, grad_q = fraction_gradients(
-        1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi
-    )
-    return (
-        result,
-        log_result,
-        times_value(result, log_result, grad_p),
-        times_value(result, log_result, grad_q),
-    )
+    log_grad_p = log_grad_q = 0.0
+    if want_grad:
+        log_grad_p, log_grad_q = fraction_gradients(
+            1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi
+        )
+    return fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q)
 
 
 @jit
@@ -272,7 +265,20 @@ def lower_tail(
     psi = (sides[3], sides[4], sides[5])
     if (q * t <= 1.0 or p < 1.0) and t <= 0.95:
         value, log_value, log_grad_p, log_grad_q = _series(
-            p, q, t, log_t, log_s, delta, log_power, sides, want_grad, tol, tables, side, length
+            p,
+            q,
+            t,
+            log_t,
+            log_s,
+            delta,
+            log_power,
+            power,
+            sides,
+            want_grad,
+            tol,
+            tables,
+            side,
+            length,
         )
         return (
             value,
@@ -287,7 +293,7 @@ def lower_tail(
             p, q, t, s, delta, log_t, log_s, log_power, psi, want_grad, scratch
         )
         return value, 1.0 - value, grad_p, grad_q
-    value, _, grad_p, grad_q = _continued_fraction(
+    value, grad_p, grad_q = _continued_fraction(
         p, q, t, s, delta, log_t, log_s, log_power, power, psi, want_grad, tol, tables, side, length
     )
     return value, 1.0 - value, grad_p, grad_q

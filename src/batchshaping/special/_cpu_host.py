@@ -88,6 +88,22 @@ def prepare(a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bo
     )
 
 
+def collapse_constant_parameters(call: HostCall) -> HostCall:
+    """``call`` with each parameter that is laid out in full but equal everywhere read as one
+    value: parameter arrays of the full size that repeat one (a, b) (a prior's parameters
+    expanded to the batch) then take the kernel for shared parameters, like a broadcast pair."""
+    arrays, layout = list(call.arrays), call.layout
+    for k in (0, 1):
+        parameter = arrays[k]
+        if tuple(layout[k]) != (1, 1) and parameter.size > 1 and (parameter == parameter[0]).all():
+            if layout is call.layout:
+                layout = layout.copy()
+            arrays[k], layout[k] = parameter[:1], (1, 1)
+    if layout is call.layout:
+        return call
+    return call._replace(arrays=tuple(arrays), layout=layout)
+
+
 def run_in_threads(kernel, kernel_args: tuple, numel: int) -> None:
     """Run ``kernel(*kernel_args, start, stop)`` over ``range(numel)`` on the package's threads.
 

@@ -35,9 +35,13 @@ from torch import Tensor
 from batchshaping._runtime.jit import jit
 from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch
 from batchshaping.special._cpu_elementwise import TABLE_ROWS, either_tail, elementwise_kernel
-from batchshaping.special._cpu_host import prepare, run_in_threads, shared_run_length
+from batchshaping.special._cpu_host import (
+    collapse_constant_parameters,
+    prepare,
+    run_in_threads,
+    shared_run_length,
+)
 from batchshaping.special._scalar import (
-    LOG_SUBNORMAL,
     MAX_TERMS,
     RESCALE_HIGH,
     RESCALE_LOW,
@@ -46,13 +50,13 @@ from batchshaping.special._scalar import (
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
+    fraction_result,
     fraction_start,
     fraction_step,
     log_power_terms,
     mean_offset,
     negligible,
     parameter_terms,
-    times_value,
 )
 
 # Elements advanced together. A compile-time constant: with fixed trip counts and rows of the
@@ -314,6 +318,7 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
             scratch[4, k] = -delta
             bin_index = per_side + min(per_side - 1, int(y * scale_upper))
         scratch[1, k] = log_power
+        scratch[6, k] = power
         scratch[2, k] = log_x
         scratch[3, k] = log_y
         bins[k] = bin_index
@@ -346,34 +351,31 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
                 k = order[first + j]
                 i = begin + k
                 num, den = state[_NUM + j], state[_DEN + j]
-                log_power = scratch[1, k]
-                log_tail = log_power - math.log(p) + math.log(den / num)
-                if log_power > LOG_SUBNORMAL:
-                    tail = math.exp(log_power) / p * (den / num)
-                else:
-                    tail = math.exp(log_tail)
+                log_grad_p = log_grad_q = 0.0
+                if want_grad:
+                    log_x, log_y = scratch[2, k], scratch[3, k]
+                    log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
+                    log_grad_p, log_grad_q = fraction_gradients(
+                        1.0,
+                        p,
+                        q,
+                        lanes[3, j],
+                        num,
+                        den,
+                        state[_NUM_A + j],
+                        state[_DEN_A + j],
+                        state[_NUM_B + j],
+                        state[_DEN_B + j],
+                        log_t,
+                        log_u,
+                        psi,
+                    )
+                tail, grad_p, grad_q = fraction_result(
+                    scratch[6, k], scratch[1, k], p, num, den, log_grad_p, log_grad_q
+                )
                 out[i] = 1.0 - tail if reflected else tail
                 if not want_grad:
                     continue
-                log_x, log_y = scratch[2, k], scratch[3, k]
-                log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
-                grad_p, grad_q = fraction_gradients(
-                    1.0,
-                    p,
-                    q,
-                    lanes[3, j],
-                    num,
-                    den,
-                    state[_NUM_A + j],
-                    state[_DEN_A + j],
-                    state[_NUM_B + j],
-                    state[_DEN_B + j],
-                    log_t,
-                    log_u,
-                    psi,
-                )
-                grad_p = times_value(tail, log_tail, grad_p)
-                grad_q = times_value(tail, log_tail, grad_q)
                 if reflected:
                     grad_a[i], grad_b[i] = -grad_q, -grad_p
                 else:
@@ -407,8 +409,9 @@ def _runs_kernel(
     (r + 1) * run_length)``.
     """
     work = (
-        # per element: t (x or 1 - x), log prefactor, log x, log(1 - x), the tail's delta, 1 - t
-        np.empty((6, _BLOCK)),
+        # per element: t (x or 1 - x), log prefactor, log x, log(1 - x), the tail's delta, 1 - t,
+        # prefactor
+        np.empty((7, _BLOCK)),
         np.empty(_BLOCK, dtype=np.int64),  # its bin
         np.empty(_BLOCK, dtype=np.int64),  # the elements in bin order
         np.empty(2 * _MAX_BINS + 1, dtype=np.int64),  # bin boundaries
@@ -441,11 +444,12 @@ def betainc(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(value, dI/da, dI/db, dI/dx) of the broadcast shape, runs of shared (a, b) in SIMD lanes.
 
+    Parameter arrays of the full size whose values are all equal count as one shared pair.
     Inputs this kernel does not take (x not laid out in full, a parameter that is not a
     positive finite number, runs shorter than ``min_run``) go to the per-element kernel, so any
     input gets exact results. ``a``, ``b``, ``x``: CPU tensors of one dtype (float32 or float64).
     """
-    call = prepare(a, b, x, want_grad_ab, want_grad_x)
+    call = collapse_constant_parameters(prepare(a, b, x, want_grad_ab, want_grad_x))
     if call.numel:
         run_length = shared_run_length(call, min_run)
         if run_length:

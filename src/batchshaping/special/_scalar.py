@@ -403,6 +403,26 @@ def times_value(value, log_value, factor):
 
 
 @jit
+def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
+    """(I, dI/dp, dI/dq) = P / (p K) (1, g_p, g_q), K = num / den, g the log derivatives.
+
+    Where P is a normal number, as products with a single rounding at the end (so that a result
+    below the smallest normal number is still the correctly rounded subnormal), and without a
+    logarithm; below, in log space.
+    """
+    if log_power > LOG_SUBNORMAL:
+        factor = den / num / p
+        return power * factor, power * (factor * log_grad_p), power * (factor * log_grad_q)
+    log_value = log_power - math.log(p) + math.log(den / num)
+    value = math.exp(log_value)
+    return (
+        value,
+        times_value(value, log_value, log_grad_p),
+        times_value(value, log_value, log_grad_q),
+    )
+
+
+@jit
 def negligible(log_power, p, q):
     """Whether I_t(p, q) = P / p * 2F1(p + q, 1; p + 1; t), P = exp(log_power), is below half the
     smallest subnormal: the series 2F1 is at most p + q + 2 below the mode."""
@@ -421,8 +441,9 @@ def end_point_density(a, b, x, log_beta, tiny, huge):
 @jit
 def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
     """log(p B(p, q)), psi(1 + p) and psi(p + q) - psi(q): what the series needs to keep
-    full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a number of order p)."""
-    if p >= 1.0:
+    full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a number of order p).
+    From p = 0.1 up the plain formulas lose less than a digit, and cost a fraction."""
+    if p >= 0.1:
         log_p_beta = log_beta + math.log(p)
         if not want_grad:
             return log_p_beta, 0.0, 0.0
