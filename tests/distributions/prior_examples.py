@@ -124,7 +124,6 @@ class Example(NamedTuple):
     rsample: bool = True
     sampler_exact: bool = True
     mean: bool = True
-    exact_slope: bool = True
     fit: Fit | None = Fit()
 
 
@@ -420,7 +419,6 @@ PRIORS: dict[str, Example] = {
         # where the CDF is 0.26.
         sampler_exact=False,
         mean=False,
-        exact_slope=False,
         fit=None,  # at temperature 0.01 its quantiles lie hundreds of units out in logit space
     ),
     "relaxed bernoulli logits": Example(
@@ -432,7 +430,6 @@ PRIORS: dict[str, Example] = {
         "RelaxedBernoulli(",
         icdf=False,
         mean=False,
-        exact_slope=False,
         fit=Fit(lr=0.1),
     ),
     "hard concrete per group": _hard_concrete(([-1.5, 0.0, 2.0], [2.0 / 3.0, 0.3, 1.5])),

@@ -411,7 +411,7 @@ def test_validate_false_skips_the_synchronising_checks():
     assert loss[1] == 0 and torch.isfinite(loss).all()
 
 
-def test_no_host_sync_inside_torch_compile():
+def test_no_host_sync_inside_torch_compile(restore_validation):
     # fullgraph=True fails on any graph break, and reading a tensor's value on the host is one:
     # with the default validate=True the synchronising checks must switch themselves off.
     def loss(x, mask, raw):

@@ -60,16 +60,11 @@ def _loss_and_grads(name, x, logits, ties, reduction):
 @pytest.mark.parametrize("fitted_path", [True, False], ids=["as fitted", "other path"])
 @pytest.mark.parametrize("name", examples.PRIORS)
 def test_every_route_gives_the_sorted_routes_loss_and_gradients(
-    name, fitted_path, route_name, reduction, request
+    name, fitted_path, route_name, reduction
 ):
     prior, _ = examples.build(name)
     traits = prior_traits(prior)
     assert traits is not None  # every example has traits: the fast routes take it
-    if reduction == "none" and traits.leading_dims:
-        # The per-group gradient copies of EagerSquaredDistance broadcast each parameter to the
-        # group shape; a parameter with leading dimensions (Empirical's reference samples)
-        # needs them kept (registry.leading_dims), which the loss does not read yet.
-        request.applymarker(pytest.mark.xfail(raises=RuntimeError, strict=True))
     x, logits, ties = _case(name, fitted_path)
     with route("sorted"):
         expected = _loss_and_grads(name, x, logits, ties, reduction)

@@ -39,10 +39,8 @@ class Empirical(Distribution):
     Gradients. With respect to x, 1 / ((M - 1)(s_{k+1} - s_k)), the density of the gap x
     falls in; with respect to the reference values (when they require grad) through the two
     order statistics around x, and back through the sort to the values as given. Outside
-    [s_1, s_M] the CDF is 0 or 1 with zero gradient; NaN for NaN. In the loss, gradients to the
-    reference values work on every route but one case: ``reduction="none"`` on the ranked and
-    chunked routes raises (their per-group gradient copies do not yet keep a parameter's
-    leading dimension, see ``registry.leading_dims``); use ``route("sorted")`` there.
+    [s_1, s_M] the CDF is 0 or 1 with zero gradient; NaN for NaN. In the loss, gradients reach
+    the reference values on every route and with every reduction.
 
     ``cdf_from_logits`` evaluates the CDF at sigmoid(z) with the distance to the order
     statistics taken from 1 - sigmoid(z) = sigmoid(-z) for z > 0, so reference values just

@@ -13,6 +13,7 @@ from torch.distributions.transformed_distribution import TransformedDistribution
 from torch.distributions.transforms import SigmoidTransform
 from torch.distributions.utils import broadcast_all
 
+from batchshaping.distributions._logit_space import sigmoid_of_logits
 from batchshaping.distributions._support import (
     as_value,
     check_parameter,
@@ -96,9 +97,13 @@ class RelaxedBernoulli(_TorchRelaxedBernoulli):
         )
 
     def cdf_from_logits(self, logits: Tensor | float) -> Tensor:
-        """The CDF at ``sigmoid(logits)``: sigmoid(t * logits - l), exact at any temperature."""
+        """The CDF at ``sigmoid(logits)``: sigmoid(t * logits - l), exact at any temperature.
+
+        Its gradient is exact too: sigmoid(u) sigmoid(-u) (torch's sigmoid differentiates as
+        s (1 - s), which loses its digits where s rounds near 1).
+        """
         z = as_value(logits, self.logits)
-        return torch.sigmoid(self.temperature * z - self.logits)
+        return sigmoid_of_logits(self.temperature * z - self.logits)
 
 
 register_prior(

@@ -11,6 +11,8 @@ with m the mask (1 where no mask is given). Every route of the loss reduces with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -54,68 +56,83 @@ def fill_masked(values: Tensor, keep: Tensor | None) -> Tensor:
     return torch.where(keep, values, values.detach().gather(-1, first_kept))
 
 
+class PriorModel(NamedTuple):
+    """The prior's side of :class:`EagerSquaredDistance`: its CDF on parameter tensors, and what
+    the backward may need."""
+
+    cdf: Callable[[dict[str, Tensor], Tensor], Tensor]  # (parameters by name, values) -> F
+    names: tuple[str, ...]  # the parameters' names, in the order they are passed
+    leading_dims: tuple[int, ...]  # leading non-batch dimensions of each (registry.py)
+    step: int  # samples of every group per chunk
+    reduction: str
+    recompute_empirical: Callable[[], Tensor]  # the empirical CDF again (second derivatives)
+
+
+# The inputs of EagerSquaredDistance before the parameters.
+_FIXED_INPUTS = 5
+
+
+def _per_group(leaf: Tensor, leading: int, group_shape: torch.Size) -> tuple[Tensor, torch.Size]:
+    """A copy of ``leaf`` for every group, so that its gradient stays per group, and the shape
+    (leading dimensions, ones, its batch dimensions) whose sum gives the gradient back."""
+    batch = leaf.shape[leading:]
+    padded = torch.Size((*leaf.shape[:leading], *(1,) * (len(group_shape) - len(batch)), *batch))
+    copies = leaf.reshape(padded).expand(torch.Size((*leaf.shape[:leading], *group_shape)))
+    copies = copies.contiguous()
+    return copies, padded
+
+
 class EagerSquaredDistance(torch.autograd.Function):
     r"""The reduced loss of the ranked routes, its gradients taken in the forward pass.
 
-    The prior's CDF is evaluated ``step`` samples of every group at a time, on detached copies
-    of the values and the prior's parameters, and the gradient of each chunk's distance is taken
-    at once with :func:`torch.autograd.grad`, weighted by -2 w_g (E - F), while the chunk is
-    still in the cache. After the forward the gradient of the whole is known: the backward only
-    scales it by the incoming gradient, and only it is kept (one tensor the size of the values,
-    one the size of each parameter), not the intermediates of the prior's CDF. Exact, like
-    ordinary autograd.
+    The prior's CDF is evaluated ``model.step`` samples of every group at a time, on detached
+    copies of the values and the prior's parameters, and the gradient of each chunk's distance
+    is taken at once with :func:`torch.autograd.grad`, weighted by -2 w_g (E - F), while the
+    chunk is still in the cache. After the forward the gradient of the whole is known: the
+    backward only scales it by the incoming gradient, and only it is kept (one tensor the size
+    of the values, one the size of each parameter), not the intermediates of the prior's CDF.
+    Exact, like ordinary autograd.
 
     A second derivative (``create_graph=True``) is taken by recomputing the loss from the saved
     values and parameters with ordinary autograd, so it is exact as far as the prior's CDF is
     twice differentiable (and raises where it is not).
 
-    Inputs: ``values`` (*groups, N), ``empirical`` like it (a constant), ``weight`` w_g,
-    ``keep`` the mask or ``None``, ``model(tensors, values)`` the prior's CDF built on parameter
-    tensors (by ``names``), ``step`` samples per chunk, ``reduction``, ``recompute_empirical()``
-    the empirical CDF again (for second derivatives), then the parameter tensors.
+    Inputs: ``values`` (*groups, N), ``empirical`` like it (a constant, overwritten), ``weight``
+    w_g, ``keep`` the mask or ``None``, ``model`` a :class:`PriorModel`, then the parameter
+    tensors in the order of ``model.names``.
     """
 
     @staticmethod
-    def forward(
-        ctx,
-        values,
-        empirical,
-        weight,
-        keep,
-        model,
-        step,
-        reduction,
-        recompute_empirical,
-        names,
-        *parameters,
-    ):
+    def forward(ctx, values, empirical, weight, keep, model, *parameters):
         wanted = ctx.needs_input_grad
-        want_values, want_parameters = wanted[0], wanted[9:]
+        want_values, want_parameters = wanted[0], wanted[_FIXED_INPUTS:]
         group_shape = values.shape[:-1]
-        per_group = reduction == "none"
-        if reduction == "mean":
+        per_group = model.reduction == "none"
+        if model.reduction == "mean":
             weight = weight / max(1, math.prod(group_shape))
-        leaves = []
-        for parameter, want in zip(parameters, want_parameters, strict=True):
-            leaf = parameter.detach()
+        leaves, summed_shapes = [], []
+        for parameter, want, leading in zip(
+            parameters, want_parameters, model.leading_dims, strict=True
+        ):
+            leaf, shape = parameter.detach(), parameter.shape
             if per_group and want:
-                # One copy of the parameter per group, so its gradient stays per group.
-                leaf = torch.broadcast_to(leaf, group_shape).contiguous()
+                leaf, shape = _per_group(leaf, leading, group_shape)
             leaves.append(leaf.requires_grad_(want))
+            summed_shapes.append(shape)
         grad_parameters = [
             torch.zeros_like(leaf) if leaf.requires_grad else None for leaf in leaves
         ]
-        chunks = range(0, values.shape[-1], step)
+        chunks = range(0, values.shape[-1], model.step)
         # One chunk keeps the gradient autograd returns; several write theirs into one tensor.
         grad_values = torch.empty_like(values) if want_values and len(chunks) > 1 else None
         losses = values.new_zeros(group_shape)
         filled = fill_masked(values.detach(), keep)
         slope_scale = -2 * weight.unsqueeze(-1)
         for start in chunks:
-            part = slice(start, start + step)
+            part = slice(start, start + model.step)
             chunk = filled[..., part].requires_grad_(want_values)
             with torch.enable_grad():
-                modelled = model(dict(zip(names, leaves, strict=True)), chunk)
+                modelled = model.cdf(dict(zip(model.names, leaves, strict=True)), chunk)
             # E - F, in place of E where the dtypes allow: E is not needed again (a second
             # derivative recomputes it), and memory is what the large inputs are short of.
             difference = empirical[..., part]
@@ -145,47 +162,44 @@ class EagerSquaredDistance(torch.autograd.Function):
             elif gradient is not None:
                 grad_values[..., part] = gradient
         ctx.save_for_backward(values, *parameters)
-        ctx.gradients = (grad_values, grad_parameters)
-        ctx.recompute = (
-            empirical.dtype,
-            weight,
-            keep,
-            model,
-            reduction,
-            recompute_empirical,
-            names,
-        )
+        ctx.gradients = (grad_values, grad_parameters, summed_shapes)
+        ctx.recompute = (empirical.dtype, weight, keep, model)
         return losses if per_group else losses.sum()
 
     @staticmethod
     def backward(ctx, grad):
         values, *parameters = ctx.saved_tensors
+        unused = (None,) * (_FIXED_INPUTS - 1)
         if torch.is_grad_enabled():
-            return (*EagerSquaredDistance._recomputed(ctx, grad, values, parameters),)
-        grad_values, grad_parameters = ctx.gradients
+            gradients = EagerSquaredDistance._recomputed(ctx, grad, values, parameters)
+            return (gradients[0], *unused, *gradients[1:])
+        grad_values, grad_parameters, summed_shapes = ctx.gradients
         per_group = grad.dim() > 0
         scale = grad.unsqueeze(-1) if per_group else grad
         result_values = None if grad_values is None else grad_values * scale
         result_parameters = []
-        for gradient, parameter in zip(grad_parameters, parameters, strict=True):
+        for gradient, parameter, shape in zip(
+            grad_parameters, parameters, summed_shapes, strict=True
+        ):
             if gradient is None:
                 result_parameters.append(None)
             elif per_group:
-                result_parameters.append((gradient * grad).sum_to_size(parameter.shape))
+                summed = (gradient * grad).sum_to_size(shape)
+                result_parameters.append(summed.reshape(parameter.shape))
             else:
                 result_parameters.append(gradient * grad)
-        return (result_values, *(None,) * 8, *result_parameters)
+        return (result_values, *unused, *result_parameters)
 
     @staticmethod
     def _recomputed(ctx, grad, values, parameters):
         """Every gradient, differentiable: the loss recomputed with ordinary autograd."""
-        dtype, weight, keep, model, reduction, recompute_empirical, names = ctx.recompute
-        empirical = recompute_empirical().to(dtype)
-        modelled = model(dict(zip(names, parameters, strict=True)), fill_masked(values, keep))
+        dtype, weight, keep, model = ctx.recompute
+        empirical = model.recompute_empirical().to(dtype)
+        tensors = dict(zip(model.names, parameters, strict=True))
+        modelled = model.cdf(tensors, fill_masked(values, keep))
         losses = squared_distance(empirical, modelled, weight, keep)
-        total = losses if reduction == "none" else losses.sum()
-        flags = (ctx.needs_input_grad[0], *ctx.needs_input_grad[9:])
+        total = losses if model.reduction == "none" else losses.sum()
+        flags = (ctx.needs_input_grad[0], *ctx.needs_input_grad[_FIXED_INPUTS:])
         needed = [t for t, want in zip((values, *parameters), flags, strict=True) if want]
         found = iter(torch.autograd.grad(total, needed, grad, create_graph=True, allow_unused=True))
-        gradients = [next(found) if want else None for want in flags]
-        return (gradients[0], *(None,) * 8, *gradients[1:])
+        return [next(found) if want else None for want in flags]

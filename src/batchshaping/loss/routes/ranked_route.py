@@ -19,6 +19,7 @@ from torch.distributions import Distribution
 from batchshaping.distributions import prior_traits
 from batchshaping.loss._distance import (
     EagerSquaredDistance,
+    PriorModel,
     fill_masked,
     reduce,
     sample_weights,
@@ -58,22 +59,18 @@ def loss(
     tensors = traits.parameters(prior)
     names = tuple(tensors)
 
-    def model(parameters: dict[str, Tensor], chunk: Tensor) -> Tensor:
+    def prior_cdf(parameters: dict[str, Tensor], chunk: Tensor) -> Tensor:
         return cdf(samples_last(prior, parameters), chunk, logits)
 
     def recompute_empirical() -> Tensor:
         return ranking.empirical_cdf(values, mask, ties)
 
-    step = values.shape[-1] if chunk_samples is None else chunk_samples
-    return EagerSquaredDistance.apply(
-        values,
-        empirical,
-        weight,
-        mask,
-        model,
-        step,
-        reduction,
-        recompute_empirical,
-        names,
-        *tensors.values(),
+    model = PriorModel(
+        cdf=prior_cdf,
+        names=names,
+        leading_dims=tuple(traits.leading_dims.get(name, 0) for name in names),
+        step=values.shape[-1] if chunk_samples is None else chunk_samples,
+        reduction=reduction,
+        recompute_empirical=recompute_empirical,
     )
+    return EagerSquaredDistance.apply(values, empirical, weight, mask, model, *tensors.values())
