@@ -56,7 +56,7 @@ from batchshaping.special._scalar import (
     log_ratio_to_mean,
     mean_offset,
     negligible,
-    parameter_terms,
+    series_terms,
     times_value,
 )
 
@@ -317,7 +317,7 @@ def betainc_scalar(
 ):
     """(I_x(a, b), dI/da, dI/db, dI/dx) for one element, following scipy outside the interior.
 
-    ``terms`` is ``parameter_terms(a, b, want_grad)``, which the caller computes once for each
+    ``terms`` is ``series_terms(a, b, want_grad)``, which the caller computes once for each
     distinct (a, b); ``tables[0]`` and ``tables[1]`` are ``_fill_tables`` of (a, b) and (b, a)
     up to ``length`` (0 where they are not filled); ``scratch`` that of the asymptotic expansion.
 
@@ -361,7 +361,7 @@ def betainc_scalar(
 @jit
 def either_tail(a, b, terms, element, lower, want_grad, tol, tables, length, scratch):
     """(I_x(a, b), dI/da, dI/db) from the tail below the mode: of (a, b, x) if ``lower``, else
-    1 minus that of (b, a, 1 - x). ``terms`` is ``parameter_terms(a, b, want_grad)``,
+    1 minus that of (b, a, 1 - x). ``terms`` is ``series_terms(a, b, want_grad)``,
     ``element`` (x, 1 - x, log x, log(1 - x), delta, log P, P) with P the prefactor."""
     x, y, log_x, log_y, delta, log_power, power = element
     if lower:
@@ -419,7 +419,7 @@ def elementwise_kernel(
     # Parameters usually repeat (one prior for a batch, or per group): their terms are reused,
     # and from the second element of a run on, the loops read their coefficients from tables.
     last_a = last_b = NAN
-    terms = parameter_terms(NAN, NAN, False)
+    terms = series_terms(NAN, NAN, False)
     tables = np.empty((2, TABLE_ROWS, _TABLE_TERMS))
     scratch = new_scratch()
     tables_ready = False
@@ -441,7 +441,7 @@ def elementwise_kernel(
                 if position[k] == layout[k, 1]:
                     position[k] = 0
         if a_i != last_a or b_i != last_b:
-            terms = parameter_terms(a_i, b_i, want_grad_ab)
+            terms = series_terms(a_i, b_i, want_grad_ab)
             last_a, last_b = a_i, b_i
             tables_ready = False
         elif not tables_ready and a_i > 0.0 and b_i > 0.0:
@@ -463,12 +463,20 @@ def elementwise_kernel(
             length,
             scratch,
         )
-        out[i] = value
-        if want_grad_ab:
-            grad_a[i] = da
-            grad_b[i] = db
-        if want_grad_x:
-            grad_x[i] = dx
+        _store((out, grad_a, grad_b, grad_x), i, (value, da, db, dx), want_grad_ab, want_grad_x)
+
+
+@jit
+def _store(outputs, i, results, want_grad_ab, want_grad_x):
+    """Element i of the value and of the gradients asked for."""
+    out, grad_a, grad_b, grad_x = outputs
+    value, da, db, dx = results
+    out[i] = value
+    if want_grad_ab:
+        grad_a[i] = da
+        grad_b[i] = db
+    if want_grad_x:
+        grad_x[i] = dx
 
 
 def betainc(
@@ -484,3 +492,27 @@ def betainc(
         kernel_args = (*call.arrays, call.layout, *call.out_arrays, *call.options)
         run_in_threads(elementwise_kernel, kernel_args, call.numel)
     return call.outputs
+
+
+@jit
+def elementwise_at(a, b, x, layout, indices, outputs, options, start, stop):
+    """As :func:`elementwise_kernel` for the elements ``indices[start:stop]`` of the broadcast;
+    ``outputs`` is (out, grad_a, grad_b, grad_x), ``options`` (want_grad_ab, want_grad_x, tol,
+    tiny, huge)."""
+    want_grad_ab, want_grad_x, tol, tiny, huge = options
+    last_a = last_b = NAN
+    terms = series_terms(NAN, NAN, False)
+    tables = np.empty((2, TABLE_ROWS, 1))
+    scratch = new_scratch()
+    for j in range(start, stop):
+        i = indices[j]
+        a_i = np.float64(a[(i // layout[0, 0]) % layout[0, 1]])
+        b_i = np.float64(b[(i // layout[1, 0]) % layout[1, 1]])
+        x_i = np.float64(x[(i // layout[2, 0]) % layout[2, 1]])
+        if a_i != last_a or b_i != last_b:
+            terms = series_terms(a_i, b_i, want_grad_ab)
+            last_a, last_b = a_i, b_i
+        results = betainc_scalar(
+            a_i, b_i, x_i, terms, want_grad_ab, want_grad_x, tol, tiny, huge, tables, 0, scratch
+        )
+        _store(outputs, i, results, want_grad_ab, want_grad_x)

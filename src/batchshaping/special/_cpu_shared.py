@@ -17,8 +17,9 @@ it earlier go on adding terms of a converged fraction, which changes their value
 the tolerance. The power series is not needed where the tail's first parameter is at least 0.1:
 the fraction converges quickly where the series would serve (small x). Elements whose tail has a
 smaller first parameter (where only the series keeps the digits of 1 - I and of the gradients)
-and those of the asymptotic expansion's region (both parameters large, x near the mean) take the
-per-element kernel's path, one at a time.
+and those of the asymptotic expansion's region (both parameters large, x near the mean) are left
+to the per-element kernel, in a second pass over them alone: a prior's first call compiles
+neither the series nor the expansion unless it needs them.
 
 To keep the lanes of a chunk alike in how many terms they need, the elements of a block are
 binned by where they fall between 0 and the reflection point (counting sort), and chunks are cut
@@ -33,8 +34,8 @@ import numpy as np
 from torch import Tensor
 
 from batchshaping._runtime.jit import jit
-from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch
-from batchshaping.special._cpu_elementwise import TABLE_ROWS, either_tail, elementwise_kernel
+from batchshaping.special._constants import TEMME_MIN, TEMME_Z
+from batchshaping.special._cpu_elementwise import elementwise_at, elementwise_kernel
 from batchshaping.special._cpu_host import (
     collapse_constant_parameters,
     prepare,
@@ -295,12 +296,8 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         lower = value * (a + b + 2.0) <= a + 1.0
         first = a if lower else b
         if first < _SERIES_BELOW or abs(delta) <= expansion_offset:
-            element = (value, y, log_x, log_y, delta, log_power, power)
-            out[i], gradient_a, gradient_b = either_tail(
-                a, b, terms, element, lower, want_grad, tol, work[6], 0, work[7]
-            )
-            if want_grad:
-                grad_a[i], grad_b[i] = gradient_a, gradient_b
+            # Left to the per-element kernel (``deferred``): compiled only where needed.
+            out[i] = math.nan
             continue
         if negligible(log_power, first, b if lower else a):  # 0 (or 1) to working precision
             out[i] = 0.0 if lower else 1.0
@@ -417,8 +414,6 @@ def _runs_kernel(
         np.empty(2 * _MAX_BINS + 1, dtype=np.int64),  # bin boundaries
         np.empty((4, _LANES)),  # one chunk's t, 1 - t, t^2, delta
         np.empty(_STATE_SIZE),  # the lanes' state
-        np.empty((2, TABLE_ROWS, 1)),  # no coefficient tables on the per-element path
-        new_scratch(),  # the asymptotic expansion's
     )
     outputs = (out, grad_a, grad_b, grad_x)
     options = (want_grad, want_density, tol, tiny, huge)
@@ -458,7 +453,18 @@ def betainc(
             kernel, extra = elementwise_kernel, ()
         kernel_args = (*call.arrays, call.layout, *extra, *call.out_arrays, *call.options)
         run_in_threads(kernel, kernel_args, call.numel)
+        if run_length:
+            _finish_deferred(call)
     return call.outputs
+
+
+def _finish_deferred(call) -> None:
+    """The elements the lanes left as NaN (tails with a first parameter below 0.1, the
+    asymptotic expansion's region; NaN inputs too, which stay NaN) by the per-element kernel."""
+    deferred = np.flatnonzero(np.isnan(call.out_arrays[0]))
+    if deferred.size:
+        kernel_args = (*call.arrays, call.layout, deferred, call.out_arrays, call.options)
+        run_in_threads(elementwise_at, kernel_args, deferred.size)
 
 
 def betainc_automatic(

@@ -459,16 +459,24 @@ def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
 
 @jit
 def parameter_terms(a, b, want_grad):
-    """What all x share for one (a, b): log B(a, b), psi(a), psi(b), psi(a + b), then for the
-    series with p = a and p = b (``_small_parameter_terms``): log(p B), psi(1 + p),
-    psi(p + q) - psi(q), as (..., log_a_beta, psi_1a, psi_diff_a, log_b_beta, psi_1b,
-    psi_diff_b). All NaN for parameters that are not positive finite numbers."""
+    """What all x share for one (a, b): log B(a, b), psi(a), psi(b), psi(a + b) (the psi 0
+    without ``want_grad``). All NaN for parameters that are not positive finite numbers."""
     if not (a > 0.0 and b > 0.0) or math.isinf(a) or math.isinf(b) or math.isinf(a + b):
-        return (NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
+        return NAN, NAN, NAN, NAN
     log_beta = log_beta_function(a, b)
-    psi_a = psi_b = psi_ab = 0.0
-    if want_grad:
-        psi_a, psi_b, psi_ab = digamma(a), digamma(b), digamma(a + b)
+    if not want_grad:
+        return log_beta, 0.0, 0.0, 0.0
+    return log_beta, digamma(a), digamma(b), digamma(a + b)
+
+
+@jit
+def series_terms(a, b, want_grad):
+    """``parameter_terms`` and what the series needs besides, with p = a and with p = b
+    (``_small_parameter_terms``): (..., log(a B), psi(1 + a), psi(a + b) - psi(b), log(b B),
+    psi(1 + b), psi(a + b) - psi(a))."""
+    log_beta, psi_a, psi_b, psi_ab = parameter_terms(a, b, want_grad)
+    if math.isnan(log_beta):
+        return (NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
     side_a = _small_parameter_terms(a, b, log_beta, psi_a, psi_b, psi_ab, want_grad)
     side_b = _small_parameter_terms(b, a, log_beta, psi_b, psi_a, psi_ab, want_grad)
     return (log_beta, psi_a, psi_b, psi_ab) + side_a + side_b  # noqa: RUF005 (numba)
