@@ -10,7 +10,8 @@ mpmath's own hypergeometric ``betainc`` where that converges.
 
 Bounds, on every row:
 
-- float64 values: within max(1e-12, 10 x scipy's relative error on the same point); a value
+- float64 values: within 1e-12 relative of the exact value everywhere (which implies the bound
+  asked for, max(1e-12, 10 x scipy's relative error on the same point)); a value
   below the smallest normal number is the subnormal (or 0) to 1e-12 relative or to one unit of
   the smallest subnormal, whichever is coarser (so the tiniest are correctly rounded), never a
   normal number;
@@ -32,7 +33,6 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-import scipy.special
 import torch
 
 from batchshaping import betainc
@@ -95,17 +95,16 @@ def test_the_table_covers_the_range():
     assert set(_columns("float32")["group"]) >= {"log-uniform", "both large", "tiny b"}
 
 
-def test_float64_values_within_ten_times_scipy(kernel):
+def test_float64_values_within_1e_12(kernel):
+    """1e-12 relative everywhere: stronger than the bound asked for, max(1e-12, 10 x scipy's
+    error), since scipy is off by up to 50% on some of these rows (both parameters above 1e16)."""
     columns = _columns("float64")
     value, _, _ = _ours(columns, torch.float64)
     exact = columns["value"]
-    reference = scipy.special.betainc(columns["a"], columns["b"], columns["x"])
     normal = np.abs(exact) >= TINY
     with np.errstate(divide="ignore", invalid="ignore"):
         ours = np.abs(value - exact) / np.abs(exact)
-        theirs = np.abs(reference - exact) / np.abs(exact)
-    bound = np.maximum(1e-12, 10.0 * np.nan_to_num(theirs, nan=np.inf))
-    bad = np.flatnonzero(normal & ~(ours <= bound))
+    bad = np.flatnonzero(normal & ~(ours <= 1e-12))
     assert not len(bad), [_describe(columns, i, value, exact) for i in bad[:5]]
     # Below the smallest normal number: the subnormal (or 0) to the same relative accuracy, or
     # to one unit of the smallest subnormal where that is coarser; never a normal number.

@@ -350,7 +350,8 @@ def betainc_scalar(
     # x^a y^b / B(a, b), shared by the density and the continued fraction's prefactor.
     power = math.exp(log_power)
     density = beta_density(x, y, log_x, log_y, log_power, power, huge) if want_density else 0.0
-    lower = x * (a + b + 2.0) <= a + 1.0
+    # Below the mode, x (a + b + 2) <= a + 1, decided from the exact delta (the product rounds).
+    lower = delta >= 2.0 * x - 1.0
     element = (x, y, log_x, log_y, delta, log_power, power)
     value, grad_a, grad_b = either_tail(
         a, b, terms, element, lower, want_grad, tol, tables, length, scratch

@@ -293,7 +293,7 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
         power = math.exp(log_power)
         if want_density:
             grad_x[i] = beta_density(value, y, log_x, log_y, log_power, power, huge)
-        lower = value * (a + b + 2.0) <= a + 1.0
+        lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
         if first < _SERIES_BELOW or abs(delta) <= expansion_offset:
             # Left to the per-element kernel (``deferred``): compiled only where needed.

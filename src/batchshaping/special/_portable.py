@@ -582,7 +582,7 @@ def betainc(
     delta = _mean_offset(a_s, b_s, x_s, y_s)
     log_power = _log_power_terms(a_s, b_s, x_s, y_s, log_x, log_y, log_beta_ab, delta)
 
-    swap = x_s * (a_s + b_s + 2.0) > a_s + 1.0
+    swap = delta < 2.0 * x_s - 1.0  # x (a + b + 2) > a + 1, from the exact delta
     p = torch.where(swap, b_s, a_s)
     q = torch.where(swap, a_s, b_s)
     t = torch.where(swap, y_s, x_s)
