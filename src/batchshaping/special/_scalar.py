@@ -26,6 +26,10 @@ from __future__ import annotations
 
 import math
 
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
 from batchshaping._runtime.jit import jit
 from batchshaping.special import _fraction
 from batchshaping.special._constants import (
@@ -190,21 +194,26 @@ def two_sum(a, b):
     return s, (a - (s - virtual)) + (b - virtual)
 
 
-@jit
-def _split(a):
-    """(high, low), a = high + low exactly, each with at most 26 significant bits (Veltkamp)."""
-    c = 134217729.0 * a
-    high = c - (c - a)
-    return high, a - high
+@intrinsic
+def _fused_multiply_add(typingctx, a, b, c):
+    """a b + c with a single rounding (LLVM's fma: one instruction where the CPU has it, the C
+    library's exact fma elsewhere)."""
+    signature = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, arguments):
+        double = ir.DoubleType()
+        function_type = ir.FunctionType(double, [double, double, double])
+        function = cgutils.get_or_insert_function(builder.module, function_type, "llvm.fma.f64")
+        return builder.call(function, arguments)
+
+    return signature, codegen
 
 
 @jit
 def two_product(a, b):
-    """(p, e) with p = fl(a b) and p + e = a b exactly (Dekker), for |a|, |b| < 2^995."""
+    """(p, e) with p = fl(a b) and p + e = a b exactly (for |a b| well above the subnormals)."""
     p = a * b
-    a_high, a_low = _split(a)
-    b_high, b_low = _split(b)
-    return p, ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return p, _fused_multiply_add(a, b, -p)
 
 
 @jit
@@ -216,15 +225,11 @@ def mean_offset(a, b, x, y):
     the difference of the nearly equal a and (a + b) x near the mean keeps its accuracy.
     """
     total, total_error = two_sum(a, b)
-    # Keep the splitting of two_product clear of overflow (a power of two: exact).
-    scale = 1.0
-    if total > 1e290:
-        scale = 2.0**-64
     if x <= 0.5:
-        product, product_error = two_product(total * scale, x)
-        return (a - product / scale) - product_error / scale - total_error * x
-    product, product_error = two_product(total * scale, y)
-    return (product / scale - b) + product_error / scale + total_error * y
+        product, product_error = two_product(total, x)
+        return (a - product) - product_error - total_error * x
+    product, product_error = two_product(total, y)
+    return (product - b) + product_error + total_error * y
 
 
 @jit
@@ -425,8 +430,9 @@ def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
 @jit
 def negligible(log_power, p, q):
     """Whether I_t(p, q) = P / p * 2F1(p + q, 1; p + 1; t), P = exp(log_power), is below half the
-    smallest subnormal: the series 2F1 is at most p + q + 2 below the mode."""
-    return log_power - math.log(p) + math.log(p + q + 2.0) < LOG_ZERO
+    smallest subnormal: the series 2F1 is at most p + q + 2 below the mode. (p < p + q + 2:
+    never where log_power >= LOG_ZERO, which spares the two logarithms almost always.)"""
+    return log_power < LOG_ZERO and log_power - math.log(p) + math.log(p + q + 2.0) < LOG_ZERO
 
 
 @jit
