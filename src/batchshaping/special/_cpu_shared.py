@@ -460,7 +460,14 @@ def betainc(
 
 def _finish_deferred(call) -> None:
     """The elements the lanes left as NaN (tails with a first parameter below 0.1, the
-    asymptotic expansion's region; NaN inputs too, which stay NaN) by the per-element kernel."""
+    asymptotic expansion's region; NaN inputs too, which stay NaN) by the per-element kernel.
+
+    Not looked for where no parameter could have sent an element there.
+    """
+    a, b = call.arrays[0], call.arrays[1]
+    small = min(a.min(), b.min()) < _SERIES_BELOW
+    if not small and not (np.minimum(a.max(), b.max()) >= TEMME_MIN):
+        return
     deferred = np.flatnonzero(np.isnan(call.out_arrays[0]))
     if deferred.size:
         kernel_args = (*call.arrays, call.layout, deferred, call.out_arrays, call.options)
