@@ -31,19 +31,7 @@ import math
 import torch
 from torch import Tensor
 
-from batchshaping.special._constants import (
-    DIGAMMA,
-    DIGAMMA_MIN,
-    EULER_GAMMA,
-    HALF_LOG_2PI,
-    LOG_GAMMA_1P,
-    LOG_SUBNORMAL,
-    LOG_ZERO,
-    STIRLING,
-    STIRLING_MIN,
-    TEMME_MIN,
-    TEMME_Z,
-)
+from batchshaping.special import _constants as constants
 from batchshaping.special._fraction import fraction_coefficients, fraction_step
 
 _SERIES_TERMS = 600  # the series runs where x <= 0.95: 0.95^600 < 1e-13 (and b x <= 2)
@@ -67,7 +55,7 @@ def _polynomial(coefficients, z: Tensor) -> Tensor:
 def _stirling_error(z: Tensor) -> Tensor:
     """lgamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2), for z >= 15."""
     inv = 1.0 / z
-    return inv * _polynomial(STIRLING, inv * inv)
+    return inv * _polynomial(constants.STIRLING, inv * inv)
 
 
 def _stirling_difference(z: Tensor, h: Tensor) -> Tensor:
@@ -76,7 +64,7 @@ def _stirling_difference(z: Tensor, h: Tensor) -> Tensor:
     inv = 1.0 / z
     power = inv
     total = torch.zeros_like(z)
-    for k, coefficient in enumerate(STIRLING):
+    for k, coefficient in enumerate(constants.STIRLING):
         total = total + coefficient * power * torch.expm1(-(2 * k + 1) * ratio)
         power = power * inv * inv
     return total
@@ -87,21 +75,23 @@ def log_beta(a: Tensor, b: Tensor) -> Tensor:
     small = torch.minimum(a, b)
     big = torch.maximum(a, b)
     direct = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
-    big_safe = big.clamp_min(STIRLING_MIN)
+    big_safe = big.clamp_min(constants.STIRLING_MIN)
     difference = (
         small
         - small * torch.log(big_safe)
         - (big_safe + small - 0.5) * torch.log1p(small / big_safe)
         - _stirling_difference(big_safe, small)
     )
-    return torch.where(big < STIRLING_MIN, direct, torch.lgamma(small) + difference)
+    return torch.where(big < constants.STIRLING_MIN, direct, torch.lgamma(small) + difference)
 
 
 def _log_gamma_1p(p: Tensor) -> Tensor:
     """log Gamma(1 + p), p >= 0, to full relative accuracy as p -> 0."""
     small = p < 0.2
     p_small = torch.where(small, p, torch.zeros_like(p))
-    series = p_small * (p_small * _polynomial(LOG_GAMMA_1P, p_small) - EULER_GAMMA)
+    series = p_small * (
+        p_small * _polynomial(constants.LOG_GAMMA_1P, p_small) - constants.EULER_GAMMA
+    )
     return torch.where(small, series, torch.lgamma(1.0 + p))
 
 
@@ -117,7 +107,7 @@ def _shift_up(q: Tensor, to: float, term) -> tuple[Tensor, Tensor]:
 
 def _log_gamma_difference(q: Tensor, p: Tensor) -> Tensor:
     """log Gamma(q + p) - log Gamma(q), to within a few ulp of p log(q + p) for small p."""
-    q, total = _shift_up(q, STIRLING_MIN, lambda v: -torch.log1p(p / v))
+    q, total = _shift_up(q, constants.STIRLING_MIN, lambda v: -torch.log1p(p / v))
     return (
         total
         + p * torch.log(q)
@@ -129,23 +119,23 @@ def _log_gamma_difference(q: Tensor, p: Tensor) -> Tensor:
 def _digamma_series(x: Tensor) -> Tensor:
     """psi(x) - log(x) for x >= 10."""
     inv = 1.0 / x
-    return -0.5 * inv - _polynomial(DIGAMMA, inv * inv) * inv * inv
+    return -0.5 * inv - _polynomial(constants.DIGAMMA, inv * inv) * inv * inv
 
 
 def _digamma_minus_log(x: Tensor) -> Tensor:
-    large = x >= DIGAMMA_MIN
-    safe = torch.where(large, x, torch.full_like(x, DIGAMMA_MIN))
+    large = x >= constants.DIGAMMA_MIN
+    safe = torch.where(large, x, torch.full_like(x, constants.DIGAMMA_MIN))
     return torch.where(large, _digamma_series(safe), torch.digamma(x) - torch.log(x))
 
 
 def _digamma_difference(q: Tensor, p: Tensor) -> Tensor:
     """psi(q + p) - psi(q), to full relative accuracy as p -> 0."""
-    q, total = _shift_up(q, DIGAMMA_MIN, lambda v: p / (v * (v + p)))
+    q, total = _shift_up(q, constants.DIGAMMA_MIN, lambda v: p / (v * (v + p)))
     ratio = torch.log1p(p / q)
     inv2 = 1.0 / (q * q)
     power = inv2
     series = torch.zeros_like(q)
-    for k, coefficient in enumerate(DIGAMMA):
+    for k, coefficient in enumerate(constants.DIGAMMA):
         series = series + coefficient * power * torch.expm1(-(2 * k + 2) * ratio)
         power = power * inv2
     return total + ratio + p / (2.0 * q * (q + p)) - series
@@ -153,7 +143,7 @@ def _digamma_difference(q: Tensor, p: Tensor) -> Tensor:
 
 def _log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq) -> Tensor:
     """log t - psi(p) + psi(p + q), accurate for large p near the mean (see ``_scalar``)."""
-    large = p >= DIGAMMA_MIN
+    large = p >= constants.DIGAMMA_MIN
     ratio = -delta / p
     log_ratio = torch.where(
         ratio.abs() < 0.5, torch.log1p(ratio), log_t + torch.log(p + q) - torch.log(p)
@@ -236,35 +226,37 @@ def _log_power_terms(a, b, x, y, log_x, log_y, log_beta_ab, delta) -> Tensor:
     small = torch.minimum(a, b)
     big = torch.maximum(a, b)
     direct = a * log_x + b * log_y - log_beta_ab
-    fifteen = torch.full_like(a, STIRLING_MIN)
-    a_big = torch.where(big >= STIRLING_MIN, big, fifteen)
+    fifteen = torch.full_like(a, constants.STIRLING_MIN)
+    a_big = torch.where(big >= constants.STIRLING_MIN, big, fifteen)
     a_is_big = a >= b
     one_large = _large_and_small(
         a_big,
-        torch.where(small < STIRLING_MIN, small, torch.ones_like(small)),
+        torch.where(small < constants.STIRLING_MIN, small, torch.ones_like(small)),
         torch.where(a_is_big, log_x, log_y),
         torch.where(a_is_big, y, x),
         torch.where(a_is_big, log_y, log_x),
     )
-    both = small >= STIRLING_MIN
+    both = small >= constants.STIRLING_MIN
     a_l = torch.where(both, a, fifteen)
     b_l = torch.where(both, b, fifteen)
     n = a_l + b_l
     saddle = (
         -_deviances(a_l, b_l, torch.where(both, delta, 0.0), x, y)
         + 0.5 * torch.log(a_l * (b_l / n))
-        - HALF_LOG_2PI
+        - constants.HALF_LOG_2PI
         + _stirling_error(n)
         - _stirling_error(a_l)
         - _stirling_error(b_l)
     )
-    return torch.where(big < STIRLING_MIN, direct, torch.where(both, saddle, one_large))
+    return torch.where(big < constants.STIRLING_MIN, direct, torch.where(both, saddle, one_large))
 
 
 def _times_value(value: Tensor, log_value: Tensor, factor: Tensor) -> Tensor:
     """value * factor, in log space where value is subnormal."""
     logged = torch.copysign(torch.exp(log_value + torch.log(factor.abs())), factor)
-    return torch.where((log_value > LOG_SUBNORMAL) | (factor == 0), value * factor, logged)
+    return torch.where(
+        (log_value > constants.LOG_SUBNORMAL) | (factor == 0), value * factor, logged
+    )
 
 
 def _series(p, q, t, log_t, log_s, delta, log_power, sides, grad: bool):
@@ -297,7 +289,9 @@ def _series(p, q, t, log_t, log_s, delta, log_power, sides, grad: bool):
     converged = term.abs() <= _CONVERGED * (1.0 / p + total).abs()
     # As in the CPU kernel: a product where P is normal (for p >= 1).
     product = torch.exp(log_power) * torch.exp(-q * log_s) * (1.0 / p + total)
-    value = torch.where(small | (log_power <= LOG_SUBNORMAL), torch.exp(log_value), product)
+    value = torch.where(
+        small | (log_power <= constants.LOG_SUBNORMAL), torch.exp(log_value), product
+    )
     if not grad:
         return value, log_value, None, None, converged
     scaled = 1.0 + p * total
@@ -373,7 +367,7 @@ def _continued_fraction(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: b
     # A product of numbers with small relative errors where P is a normal number (the log of
     # each factor would add an error of order ulp(log p)).
     value = torch.where(
-        log_power > LOG_SUBNORMAL, torch.exp(log_power) / p / num, torch.exp(log_value)
+        log_power > constants.LOG_SUBNORMAL, torch.exp(log_power) / p / num, torch.exp(log_value)
     )
     exact = done | close
     if not grad:
@@ -500,8 +494,8 @@ def _small_parameter_terms(p, q, log_beta_pq, psi_p, psi_q, psi_pq, grad: bool):
     if not grad:
         return log_p_beta, None, None
     psi_1p = torch.where(small, torch.digamma(1.0 + p), psi_p + 1.0 / p)
-    large_q = q >= DIGAMMA_MIN
-    q_large = torch.where(large_q, q, torch.full_like(q, DIGAMMA_MIN))
+    large_q = q >= constants.DIGAMMA_MIN
+    q_large = torch.where(large_q, q, torch.full_like(q, constants.DIGAMMA_MIN))
     near = torch.log1p(p / q_large) + _digamma_minus_log(p + q_large) - _digamma_minus_log(q_large)
     psi_diff = torch.where(
         small, _digamma_difference(q, p_small), torch.where(large_q, near, psi_pq - psi_q)
@@ -520,8 +514,8 @@ def _lower_tail(p, q, t, s, log_t, log_s, delta, log_power, log_beta_pq, psi, gr
     n = p + q
     use_expansion = (
         ~use_series
-        & (torch.minimum(p, q) >= TEMME_MIN)
-        & (delta.abs() <= TEMME_Z * torch.sqrt(p) * torch.sqrt(q / n))
+        & (torch.minimum(p, q) >= constants.TEMME_MIN)
+        & (delta.abs() <= constants.TEMME_Z * torch.sqrt(p) * torch.sqrt(q / n))
     )
     s_value, s_log, s_grad_p, s_grad_q, s_ok = _series(
         p, q, t, log_t, log_s, delta, log_power, sides, grad
@@ -536,7 +530,9 @@ def _lower_tail(p, q, t, s, log_t, log_s, delta, log_power, log_beta_pq, psi, gr
     complement = torch.where(use_series, s_complement, 1.0 - c_value)
     # Below half the smallest subnormal (see ``_scalar.negligible``): 0, whatever the fraction
     # did with such numbers.
-    negligible = ~use_series & (log_power - torch.log(p) + torch.log(p + q + 2.0) < LOG_ZERO)
+    negligible = ~use_series & (
+        log_power - torch.log(p) + torch.log(p + q + 2.0) < constants.LOG_ZERO
+    )
     value = torch.where(negligible, 0.0, value)
     complement = torch.where(negligible, 1.0, complement)
     log_value = torch.where(negligible, -math.inf, log_value)
