@@ -1,0 +1,39 @@
+"""numba's cache of the package's kernels is keyed on every kernel source file."""
+
+from __future__ import annotations
+
+import torch
+
+from batchshaping import betainc
+from batchshaping._runtime import jit
+
+
+def test_the_package_kernels_cache_on_all_kernel_sources():
+    betainc(2.0, 6.0, torch.tensor([0.3]))  # compiled (or loaded) with the package's locator
+    from batchshaping.special import _cpu_elementwise
+
+    locator = _cpu_elementwise.elementwise_kernel._cache._impl._locator
+    assert isinstance(locator, jit._PackageSourcesStamp)
+    assert locator.get_source_stamp() == ("batchshaping", jit.kernel_sources_stamp())
+
+
+def test_the_stamp_follows_the_contents_of_every_source(tmp_path, monkeypatch):
+    files = [tmp_path / "kernel.py", tmp_path / "helper.py"]
+    for path in files:
+        path.write_text("x = 1\n")
+    monkeypatch.setattr(jit, "kernel_sources", lambda: files)
+    jit.kernel_sources_stamp.cache_clear()
+    try:
+        before = jit.kernel_sources_stamp()
+        jit.kernel_sources_stamp.cache_clear()
+        assert jit.kernel_sources_stamp() == before  # the same contents, the same stamp
+        files[1].write_text("x = 2\n")  # a helper changes, the kernel's own file does not
+        jit.kernel_sources_stamp.cache_clear()
+        assert jit.kernel_sources_stamp() != before
+    finally:
+        jit.kernel_sources_stamp.cache_clear()
+
+
+def test_the_kernel_sources_are_the_files_numba_compiles():
+    names = {path.name for path in jit.kernel_sources()}
+    assert {"_scalar.py", "_cpu_elementwise.py", "_cpu_shared.py", "_ranking_kernels.py"} <= names
