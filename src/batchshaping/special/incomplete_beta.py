@@ -93,9 +93,14 @@ class _IncompleteBeta(torch.autograd.Function):
         ctx.save_for_backward(a, b, x, grad_a, grad_b, grad_x)
         ctx.save_for_forward(grad_a, grad_b, grad_x)
         ctx.mark_non_differentiable(*output[1:])
+        # The derivatives are outputs no gradient flows into: autograd would otherwise fill a
+        # tensor of zeros the size of the values for each, three of them, in every backward.
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, grad_value, _grad_a, _grad_b, _grad_x):
+        if grad_value is None:  # only the derivatives were used, which carry no gradient
+            return None, None, None, None, None
         a, b, x, grad_a, grad_b, grad_x = ctx.saved_tensors
         needs_a, needs_b, needs_x = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():
