@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from batchshaping import special
 from batchshaping.special import _cpu_host, incomplete_beta
-from batchshaping.special.incomplete_beta import BroadcastError, betainc
+from batchshaping.special.incomplete_beta import betainc
 
 
 def _log_uniform(rng, low, high, n):
