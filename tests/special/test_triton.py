@@ -52,6 +52,20 @@ def _value_and_grads(a, b, x, dtype=torch.float64, device="cpu"):
     return (value.detach(), *(leaf.grad for leaf in leaves))
 
 
+if importlib.util.find_spec("triton") is not None:
+    import triton
+    import triton.language as tl
+
+    from batchshaping.special._triton_math import mean_offset
+
+    @triton.jit
+    def _offsets_kernel(a_ptr, b_ptr, x_ptr, out_ptr, BLOCK: tl.constexpr):
+        """delta = a - (a + b) x of the kernel's ``mean_offset``, for one block."""
+        i = tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + i)
+        tl.store(out_ptr + i, mean_offset(tl.load(a_ptr + i), tl.load(b_ptr + i), x, 1.0 - x))
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -75,6 +89,7 @@ def test_cuda_tensors_resolve_to_triton_where_it_is_available(monkeypatch):
     assert kernels.resolve("cuda") is _portable.betainc
 
 
+@pytest.mark.skipif(INTERPRETED, reason="a process of its own, without the interpreter")
 def test_importing_the_package_does_not_import_triton():
     code = (
         "import sys, torch, batchshaping\n"
@@ -89,6 +104,32 @@ def test_importing_the_package_does_not_import_triton():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_expansion_coefficients_are_the_exact_polynomials():
+    """The table the kernel evaluates f_j(rho) from is the exact recurrence's, correctly
+    rounded, and agrees with the CPU kernels' numerical recurrence at several rho (to the
+    rounding errors of that recurrence, 2e-13 of the coefficients' scale)."""
+    from fractions import Fraction
+
+    from batchshaping.special import _asymptotic, _triton_expansion
+
+    order = _triton_expansion.ORDER
+    exact = _triton_expansion.expansion_polynomials(order)
+    assert len(_triton_expansion.COEFFICIENTS) == order
+    for j in range(1, order + 1):
+        assert len(exact[j]) == j + 1
+        assert _triton_expansion.COEFFICIENTS[j - 1] == tuple(float(c) for c in exact[j]), j
+    for rho in (1e-9, 0.01, 0.37, 0.999, 1.0):
+        scratch = _asymptotic.new_scratch()
+        _asymptotic._extend_coefficients(rho, order, scratch)
+        r = Fraction(rho)
+        for j in range(1, order + 1):
+            value = sum(c * r**k for k, c in enumerate(exact[j]))
+            slope = sum(k * c * r ** (k - 1) for k, c in enumerate(exact[j]) if k)
+            scale = sum(abs(c) for c in exact[j])
+            assert abs(scratch[2, j] - float(value)) <= 1e-12 * float(scale), (rho, j)
+            assert abs(scratch[3, j] - float(slope)) <= 1e-12 * j * float(scale), (rho, j)
 
 
 # --- under the interpreter ------------------------------------------------------------------
@@ -127,6 +168,82 @@ def test_elements_past_the_cap_on_terms_are_nan_and_the_others_exact(dtype):
         torch.testing.assert_close(found[~unfinished], expected[~unfinished], rtol=0, atol=0)
     # The density does not depend on the loops.
     torch.testing.assert_close(capped[3], full[3], rtol=0, atol=0)
+
+
+@needs_interpreter
+def test_mean_offset_is_exact_under_the_interpreter():
+    """delta = a - (a + b) x from an error-free sum and ``tl.fma``: within a few ulp of the
+    exact delta where it is the difference of two numbers up to 1e300 (an fma rounded twice, as
+    a multiply and an add, would leave errors of the order of ulp(a))."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(12)
+    n = 64
+    a = _log_uniform(rng, 1e3, 1e300, n)
+    b = a * _log_uniform(rng, 1e-3, 1e3, n)
+    # x within a few ulp of the mean a / (a + b), where a and (a + b) x nearly cancel.
+    x = np.nextafter(a / (a + b), rng.choice([0.0, 1.0], n))
+    x[::3] = a[::3] / (a[::3] + b[::3])
+    out = torch.empty(n, dtype=torch.float64)
+    tensors = [torch.tensor(v) for v in (a, b, x)]
+    _offsets_kernel[(1,)](*tensors, out, BLOCK=n)
+    for found, a_i, b_i, x_i in zip(out.tolist(), a, b, x, strict=True):
+        exact = Fraction(a_i) - (Fraction(a_i) + Fraction(b_i)) * Fraction(x_i)
+        assert abs(Fraction(found) - exact) <= 4 * Fraction(np.spacing(abs(float(exact)))), (
+            a_i,
+            b_i,
+            x_i,
+            found,
+            float(exact),
+        )
+
+
+# Points on both sides of every threshold of the region choice (``_cpu_elementwise``), where a
+# method chosen on the wrong side would show: the series (b x = 1, a = 1, x = 0.95, a = 0.1),
+# the prefactor's forms (15), the reflection at the mode, the expansion (both parameters at
+# 1000, x four standard deviations from the mean), the underflow to 0.
+def _region_boundaries():
+    def near(value):
+        return [np.nextafter(value, 0.0), value, np.nextafter(value, 2.0 * value + 1.0)]
+
+    points = []
+    for x in near(0.1):
+        points.append((3.0, 10.0, x))  # b x = 1
+    for a in near(1.0):
+        points += [(a, 40.0, 0.3), (a, 0.5, 0.9)]
+    for x in near(0.95):
+        points.append((0.7, 0.6, 1.0 - x))
+    for a in near(0.1):
+        points += [(a, 3.0, 0.4), (2.0, a, 0.97)]
+    for a in near(15.0):
+        points += [(a, 3.0, 0.7), (a, 2e5, 1e-5), (a, 40.0, 0.2)]
+    for b in (3.0, 1e3, 1e9):
+        a = 2.0 * b
+        points.append((a, b, (a + 1.0) / (a + b + 2.0)))  # the reflection point
+    for low in near(1000.0):
+        for ratio in (1.0, 3.0, 1e4):
+            a, b = low, low * ratio
+            n = a + b
+            edge = 4.0 * np.sqrt(a) * np.sqrt(b / n)
+            for distance in (0.999 * edge, 1.001 * edge):
+                points += [(a, b, (a - distance) / n), (b, a, (b + distance) / n)]
+    for x in (1e-200, 3e-33, 1e-32):  # I_x(20, 3) from 1e-3970 to 1e-633: 0 or subnormal
+        points.append((20.0, 3.0, x))
+    return points
+
+
+@needs_interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_region_boundaries_match_the_cpu_kernel(dtype):
+    a, b, x = (np.array(column) for column in zip(*_region_boundaries(), strict=True))
+    with special.kernel("triton"):
+        ours = _value_and_grads(a, b, x, dtype)
+    with special.kernel("cpu-elementwise"):
+        expected = _value_and_grads(a, b, x, dtype)
+    tolerance = 1e-12 if dtype == torch.float64 else 2.0**-23
+    for found, wanted in zip(ours, expected, strict=True):
+        assert torch.isfinite(found).all()
+        torch.testing.assert_close(found, wanted, rtol=tolerance, atol=1e-300)
 
 
 @needs_interpreter

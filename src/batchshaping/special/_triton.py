@@ -42,264 +42,221 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton import knobs
 
+from batchshaping.special import _constants as constants
+from batchshaping.special import _fraction
 from batchshaping.special._cpu_host import TOL32, TOL64, flat_layout
+from batchshaping.special._triton_expansion import temme
+from batchshaping.special._triton_math import (
+    both_large_deviances,
+    digamma,
+    digamma_difference,
+    digamma_series,
+    expm1,
+    log1p,
+    log_beta,
+    log_gamma_1p,
+    log_gamma_difference,
+    log_power_terms,
+    log_ratio_to_mean,
+    mean_offset,
+)
 
-# As in the CPU kernels: the cap on series terms and fraction pairs, the rescaling range of the
-# convergents, the log below which the prefactor underflows, where Stirling's series takes over.
+# As in the CPU kernels: the cap on series terms and fraction steps, the rescaling range of the
+# convergents.
 MAX_TERMS = 100_000
 RESCALE_LOW, RESCALE_HIGH = 1e-100, 1e100
-LOG_UNDERFLOW = -745.0
-STIRLING_MIN = 15.0
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 # Elements per program on the GPU: one warp, one element per thread. A loop runs until the
 # slowest element of its block has finished; within one warp the test of that is a shuffle
 # reduction (no shared memory, no barrier), and the warp is the finest grain SIMT allows.
 BLOCK = 32
 # Fused multiply-adds (the recurrences are chains of them); the interpreter rounds each
-# operation instead, so its results differ from the GPU's in the last bits.
+# operation instead, so its results differ from the GPU's in the last bits. The error-free
+# product of delta asks for its fused multiply-add explicitly (``tl.fma``, exact in both).
 COMPILE_OPTIONS = {"num_warps": 1, "enable_fp_fusion": True}
-# Once the value of the continued fraction has converged, its d log K / da and db settle to
-# rounding noise that wanders by 1e-16 to 1e-13 a pair; a float64 test at 3e-16 is then met only
-# by chance, much later and no more accurately. Their test uses this tolerance instead: at
-# (a, b, x) = (5.5e4, 4.9, 0.9954) it stops after 93 pairs instead of 1,634, at (2.3e4, 4.7e-3,
-# 0.9995) after 755 instead of 3,207, with errors against mpmath of the same order (2.7e-11
-# against 4.9e-11 relative at the second).
-FRACTION_GRAD_TOL = 1e-14
 # Under the interpreter each program costs Python overhead per operation: few, large blocks.
 INTERPRETER_BLOCK = 1 << 18
 
-_HALF_LOG_2PI = tl.constexpr(HALF_LOG_2PI)
-_LOG_UNDERFLOW = tl.constexpr(LOG_UNDERFLOW)
+_LOG_SUBNORMAL = tl.constexpr(constants.LOG_SUBNORMAL)
+_LOG_ZERO = tl.constexpr(constants.LOG_ZERO)
+_DIGAMMA_MIN = tl.constexpr(constants.DIGAMMA_MIN)
+_TEMME_MIN = tl.constexpr(constants.TEMME_MIN)
+_TEMME_Z = tl.constexpr(constants.TEMME_Z)
 _RESCALE_LOW = tl.constexpr(RESCALE_LOW)
 _RESCALE_HIGH = tl.constexpr(RESCALE_HIGH)
-_STIRLING_MIN = tl.constexpr(STIRLING_MIN)
+# Tails whose first parameter is below this take the small-parameter forms of the series' terms.
+_TINY_PARAMETER = tl.constexpr(0.1)
+
+# The continued fraction's coefficients, written once in plain arithmetic for every kernel
+# (``_fraction``): compiled as Triton device functions for the GPU; under the interpreter called
+# as they are, on its tensors (it would decorate only functions whose module imports triton).
+if knobs.runtime.interpret:
+    fraction_coefficients = _fraction.fraction_coefficients
+    fraction_step = _fraction.fraction_step
+else:
+    fraction_coefficients = triton.jit(_fraction.fraction_coefficients)
+    fraction_step = triton.jit(_fraction.fraction_step)
 
 
-# --- scalar functions, elementwise on blocks ---------------------------------------------------
-
-
-@triton.jit
-def _log1p(x):
-    """log(1 + x), exact for small x: the rounding of 1 + x is undone (Goldberg, 1991)."""
-    u = 1.0 + x
-    return tl.where(u == 1.0, x, tl.log(u) * (x / (u - 1.0)))
-
-
-@triton.jit
-def _stirling_error(z):
-    """lgamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2), for z >= 15."""
-    inv = 1.0 / z
-    inv2 = inv * inv
-    return inv * (
-        1.0 / 12.0
-        - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 * (1.0 / 1680.0 - inv2 / 1188.0)))
-    )
-
-
-@triton.jit
-def _lgamma(x):
-    """log Gamma(x), x > 0: Gamma(x) = Gamma(z) / (x (x + 1) ... (z - 1)) with z >= 15."""
-    product = tl.zeros_like(x) + 1.0
-    for _ in tl.static_range(15):
-        low = x < _STIRLING_MIN
-        product = tl.where(low, product * x, product)
-        x = tl.where(low, x + 1.0, x)
-    return (x - 0.5) * tl.log(x) - x + _HALF_LOG_2PI + _stirling_error(x) - tl.log(product)
-
-
-@triton.jit
-def _digamma(x):
-    """psi(x), x > 0: the recurrence up to x >= 10, then the asymptotic series (its first omitted
-    term, 1 / (12 x^14), is 8e-16 there; from 6, it would be 1e-12)."""
-    result = tl.zeros_like(x)
-    for _ in tl.static_range(10):
-        low = x < 10.0
-        result = tl.where(low, result - 1.0 / x, result)
-        x = tl.where(low, x + 1.0, x)
-    inv = 1.0 / x
-    inv2 = inv * inv
-    series = inv2 * (
-        1.0 / 12.0
-        - inv2
-        * (
-            1.0 / 120.0
-            - inv2
-            * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 * (1.0 / 132.0 - inv2 * (691.0 / 32760.0))))
-        )
-    )
-    return result + tl.log(x) - 0.5 * inv - series
-
-
-@triton.jit
-def _log_beta(a, b):
-    """log B(a, b), without the cancellation of lgamma(b) - lgamma(a + b) for large b."""
-    small = tl.minimum(a, b)
-    big = tl.maximum(a, b)
-    log_gamma_small = _lgamma(small)
-    direct = log_gamma_small + _lgamma(big) - _lgamma(a + b)
-    big = tl.maximum(big, _STIRLING_MIN)
-    # lgamma(big) - lgamma(big + small) by Stirling's series.
-    difference = (
-        small
-        - small * tl.log(big)
-        - (big + small - 0.5) * _log1p(small / big)
-        + _stirling_error(big)
-        - _stirling_error(big + small)
-    )
-    return tl.where(tl.maximum(a, b) < _STIRLING_MIN, direct, log_gamma_small + difference)
-
-
-@triton.jit
-def _deviance(k, mean):
-    """k log(k / mean) + mean - k, accurate when k is close to mean (Loader, 2000)."""
-    ratio = (k - mean) / (k + mean)
-    near = tl.abs(ratio) < 0.1
-    ratio = tl.where(near, ratio, 0.0)
-    total = (k - mean) * ratio
-    term = 2.0 * k * ratio
-    ratio2 = ratio * ratio
-    # ratio^2 < 0.01: eleven terms reach float64's resolution.
-    for j in tl.static_range(1, 12):
-        term = term * ratio2
-        total = total + term * (1.0 / (2 * j + 1))
-    return tl.where(near, total, k * tl.log(k / mean) + mean - k)
-
-
-@triton.jit
-def _log_power_terms(a, b, x, y, log_x, log_y, log_beta):
-    """log(x^a y^b / B(a, b)), y = 1 - x; in saddle-point form when a and b are both large."""
-    direct = a * log_x + b * log_y - log_beta
-    large_a = tl.maximum(a, _STIRLING_MIN)
-    large_b = tl.maximum(b, _STIRLING_MIN)
-    n = large_a + large_b
-    saddle = (
-        -_deviance(large_a, n * x)
-        - _deviance(large_b, n * y)
-        + 0.5 * tl.log(large_a * (large_b / n))
-        - _HALF_LOG_2PI
-        + _stirling_error(n)
-        - _stirling_error(large_a)
-        - _stirling_error(large_b)
-    )
-    return tl.where(tl.minimum(a, b) >= _STIRLING_MIN, saddle, direct)
-
-
-# --- the two regions of the interior -----------------------------------------------------------
+# --- the power series ---------------------------------------------------------------------------
 
 
 @triton.jit
 def _series(
-    p, q, u, log_u, log_prefactor, psi_p, psi_q, psi_pq, active, max_terms, TOL, WANT_GRAD_AB
-):
-    """I_u(p, q) and its p, q derivatives by the power series of B_u(p, q), where ``active``.
+    p, q, t, log_t, log_s, log_p, log_power, power, log_beta_pq, psi_p, psi_q, psi_pq,
+    log_power_p, active, max_terms, TOL: tl.constexpr, WANT_GRAD_AB: tl.constexpr,
+):  # fmt: skip
+    """I_t(p, q) by the power series of B_t(p, q) where ``active`` (``_cpu_elementwise._series``):
+    (I, 1 - I, log I, d log I / dp, d log I / dq, the elements unfinished after ``max_terms``).
 
-    B_u(p, q) = u^p sum_n t_n / (p + n),  t_0 = 1,  t_n = t_{n-1} (n - q) u / n, and
-    ``log_prefactor`` = log(u^p / B(p, q)). Returns the value, its p and q derivatives and the
-    elements still unfinished after ``max_terms`` terms.
+    B_t(p, q) = t^p sum_n t_n / (p + n), t_0 = 1, t_n = t_{n-1} (n - q) t / n, so that
+    I_t = t^p / (p B(p, q)) (1 + p T), T = sum_{n >= 1} t_n / (p + n). For p < 1 the result is
+    formed from its log, with log(p B), psi(1 + p) and psi(p + q) - psi(q) exact as p -> 0, and
+    1 - I as -expm1(log I): it keeps its digits where I = 1 - O(p). ``log_power_p`` is
+    log t - psi(p) + psi(p + q) (``log_ratio_to_mean``).
     """
-    zero = tl.zeros_like(u)
-    term_coef = zero + 1.0
+    # log(p B(p, q)), psi(1 + p), psi(p + q) - psi(q) (``_scalar._small_parameter_terms``).
+    inv_p = 1.0 / p
+    log_p_beta = log_beta_pq + log_p
+    psi_1p = psi_p + inv_p
+    psi_diff = psi_pq - psi_q
+    if WANT_GRAD_AB:
+        large_q = active & (q >= _DIGAMMA_MIN)  # both large where p << q: their logs cancel
+        if tl.max(large_q.to(tl.int32), axis=0) > 0:
+            q_large = tl.where(large_q, q, _DIGAMMA_MIN)
+            near = log1p(p / q_large) + digamma_series(p + q_large) - digamma_series(q_large)
+            psi_diff = tl.where(large_q, near, psi_diff)
+    tiny = active & (p < _TINY_PARAMETER)
+    if tl.max(tiny.to(tl.int32), axis=0) > 0:
+        p_tiny = tl.where(tiny, p, 0.05)
+        tiny_log_p_beta = log_gamma_1p(p_tiny) - log_gamma_difference(q, p_tiny)
+        log_p_beta = tl.where(tiny, tiny_log_p_beta, log_p_beta)
+        if WANT_GRAD_AB:
+            psi_1p = tl.where(tiny, digamma(1.0 + p_tiny), psi_1p)
+            psi_diff = tl.where(tiny, digamma_difference(q, p_tiny), psi_diff)
+
+    zero = tl.zeros_like(t)
+    term_coef = zero + 1.0  # t_n
     term_coef_q = zero  # d t_n / d q, by its own recurrence (t_n may be exactly zero)
-    total = 1.0 / p
-    total_p = -total * total
+    total = zero  # T
+    total_p = zero
     total_q = zero
     n = tl.full([], 1, tl.int32)
     while (n < max_terms) & (tl.max(active.to(tl.int32), axis=0) > 0):
-        step = u / n.to(tl.float64)
-        factor = (n.to(tl.float64) - q) * step
+        nf = n.to(tl.float64)
+        step = t / nf
+        factor = (nf - q) * step
         if WANT_GRAD_AB:
             term_coef_q = term_coef_q * factor - term_coef * step
         term_coef = term_coef * factor
-        inv = 1.0 / (p + n.to(tl.float64))
+        inv = 1.0 / (p + nf)
         term = term_coef * inv
         total += tl.where(active, term, 0.0)
-        finished = tl.abs(term) <= TOL * tl.abs(total)
+        finished = tl.abs(term) <= TOL * tl.abs(inv_p + total)
         if WANT_GRAD_AB:
             term_p = term * inv
             term_q = term_coef_q * inv
             total_p -= tl.where(active, term_p, 0.0)
             total_q += tl.where(active, term_q, 0.0)
+            # Each derivative term against its own sum (and T, where that sum vanishes).
             finished = (
                 finished
-                & (tl.abs(term_p) <= TOL * tl.abs(total_p))
+                & (tl.abs(term_p) <= TOL * (tl.abs(total_p) + tl.abs(total)))
                 & (tl.abs(term_q) <= TOL * (tl.abs(total_q) + tl.abs(total)))
             )
         active = active & ~finished
         n += 1
-    prefactor = tl.where(log_prefactor >= _LOG_UNDERFLOW, tl.exp(log_prefactor), 0.0)
-    value = prefactor * total
-    grad_p = value * (log_u - psi_p + psi_pq) + prefactor * total_p
-    grad_q = value * (psi_pq - psi_q) + prefactor * total_q
-    return value, grad_p, grad_q, active
+    below_one = p < 1.0
+    log_value = tl.where(below_one, p * log_t - log_p_beta, log_power - q * log_s - log_p)
+    log_value += log1p(p * total)
+    # A product of factors with small relative errors where P is normal (adding to the large
+    # log of P would add a rounding error of order ulp(log P)).
+    product = power * (tl.exp(-q * log_s) * (inv_p + total))
+    value = tl.where(below_one | (log_power <= _LOG_SUBNORMAL), tl.exp(log_value), product)
+    complement = tl.where(below_one, -expm1(log_value), 1.0 - value)
+    log_grad_p = log_value
+    log_grad_q = log_value
+    if WANT_GRAD_AB:
+        scaled = 1.0 + p * total
+        log_grad_p = tl.where(below_one, log_t - psi_1p + psi_pq, log_power_p - inv_p)
+        log_grad_p += (total + p * total_p) / scaled
+        log_grad_q = psi_diff + p * total_q / scaled
+    return value, complement, log_value, log_grad_p, log_grad_q, active
+
+
+# --- the continued fraction ---------------------------------------------------------------------
 
 
 @triton.jit
 def _continued_fraction(
-    p, q, u, log_u, log_v, power, psi_p, psi_q, psi_pq, active, max_terms, TOL, GRAD_TOL,
-    WANT_GRAD_AB,
+    p, q, t, s, delta, log_p, log_power, power, log_power_p, log_power_q, active, max_terms,
+    TOL: tl.constexpr, WANT_GRAD_AB: tl.constexpr,
 ):  # fmt: skip
-    """I_u(p, q) = P / K, P = u^p v^q / (p B(p, q)), K = 1 + d_1 / (1 + d_2 / (1 + ...)).
+    """I_t(p, q) = P / (p K), P = t^p s^q / B(p, q), by the odd part of the continued fraction
+    (``_cpu_elementwise._continued_fraction``) where ``active``: (I, log I, d log I / dp,
+    d log I / dq, the elements unfinished after ``max_terms`` steps).
 
-    d_{2m+1} = -(p + m)(p + q + m) u / ((p + 2m)(p + 2m + 1)),
-    d_{2m+2} = (m + 1)(q - m - 1) u / ((p + 2m + 1)(p + 2m + 2)); ``power`` = u^p v^q / B(p, q).
-    The convergents A_n / B_n follow A_n = A_{n-1} + d_n A_{n-2} (B_n likewise), their p and q
-    derivatives the differentiated recurrence, a pair of terms per pass, rescaled when B_n leaves
-    [1e-100, 1e100]. A finished element's terms are zero, which leaves A_n, B_n and their
-    derivatives as they were. Returns the value, its p and q derivatives and the elements still
-    unfinished after ``max_terms`` pairs. (The loop body is written out, without calls: the
-    interpreter pays for every call of a jit function.)
+    K = A_0 + alpha_1 / (beta_1 + alpha_2 / (beta_2 + ...)) with the coefficients of
+    ``_fraction`` (the partial denominators written with delta, so that none cancels near the
+    mean); the convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k
+    likewise), their p and q derivatives the differentiated recurrence, rescaled by 1 / B_k when
+    B_k leaves [1e-100, 1e100]. A finished element's steps are beta = 1, alpha = 0, which leave
+    A_k, B_k and their derivatives as they were. ``log_power_p``, ``log_power_q``: the p and q
+    derivatives of log P (``log_ratio_to_mean``).
     """
-    zero = tl.zeros_like(u)
-    # (A_{n-2}, A_{n-1}) and (B_{n-2}, B_{n-1}), with their p and q derivatives.
+    t2 = t * t
+    zero = tl.zeros_like(t)
+    inv = 1.0 / (p + 1.0)
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p and q derivatives; A_0 = 1 + d_1.
     num_prev = zero + 1.0
-    num = zero + 1.0
+    num = (1.0 + delta) * inv
     den_prev = zero
     den = zero + 1.0
     num_prev_p = zero
-    num_p = zero
+    num_p = (s - num) * inv
     den_prev_p = zero
     den_p = zero
     num_prev_q = zero
-    num_q = zero
+    num_q = -t * inv
     den_prev_q = zero
     den_q = zero
-    num_last = zero + 1.0  # the previous pair's convergent K = num_last / den_last
-    den_last = zero + 1.0
+    num_last = num  # the previous convergent
+    den_last = den
     log_k_p = zero + float("inf")  # d log K / dp and dq, once the value has converged
     log_k_q = zero + float("inf")
-    pq = p + q
-    inv_r0 = 1.0 / p
-    m = tl.full([], 0, tl.int32)
-    while (m < max_terms) & (tl.max(active.to(tl.int32), axis=0) > 0):
-        mf = m.to(tl.float64)
-        inv_r1 = 1.0 / (p + (2.0 * mf + 1.0))
-        inv_r2 = 1.0 / (p + (2.0 * mf + 2.0))
-        u_active = tl.where(active, u, 0.0)
-        odd = -(p + mf) * (pq + mf) * inv_r0 * inv_r1
-        even_q = (mf + 1.0) * inv_r1 * inv_r2
-        even = (q - (mf + 1.0)) * even_q
-        for step in tl.static_range(2):  # d_{2m+1}, then d_{2m+2}
-            if step == 0:
-                d = odd * u_active
-                if WANT_GRAD_AB:
-                    inv_q = 1.0 / (pq + mf)
-                    d_p = odd * (1.0 / (p + mf) + inv_q - inv_r0 - inv_r1) * u_active
-                    d_q = odd * inv_q * u_active
-            else:
-                d = even * u_active
-                if WANT_GRAD_AB:
-                    d_p = -d * (inv_r1 + inv_r2)
-                    d_q = even_q * u_active
-            if WANT_GRAD_AB:
-                num_prev_p, num_p = num_p, num_p + d_p * num_prev + d * num_prev_p
-                den_prev_p, den_p = den_p, den_p + d_p * den_prev + d * den_prev_p
-                num_prev_q, num_q = num_q, num_q + d_q * num_prev + d * num_prev_q
-                den_prev_q, den_q = den_q, den_q + d_q * den_prev + d * den_prev_q
-            num_prev, num = num, num + d * num_prev
-            den_prev, den = den, den + d * den_prev
-        inv_r0 = inv_r2
+    k = tl.full([], 1, tl.int32)
+    while (k < max_terms) & (tl.max(active.to(tl.int32), axis=0) > 0):
+        kf = k.to(tl.float64)
+        beta, alpha, beta_p, alpha_p, beta_q, alpha_q = fraction_step(
+            t, s, t2, delta, kf, fraction_coefficients(p, q, kf)
+        )
+        beta = tl.where(active, beta, 1.0)
+        alpha = tl.where(active, alpha, 0.0)
+        if WANT_GRAD_AB:
+            beta_p = tl.where(active, beta_p, 0.0)
+            alpha_p = tl.where(active, alpha_p, 0.0)
+            beta_q = tl.where(active, beta_q, 0.0)
+            alpha_q = tl.where(active, alpha_q, 0.0)
+            num_prev_p, num_p = (
+                num_p,
+                beta_p * num + beta * num_p + alpha_p * num_prev + alpha * num_prev_p,
+            )
+            den_prev_p, den_p = (
+                den_p,
+                beta_p * den + beta * den_p + alpha_p * den_prev + alpha * den_prev_p,
+            )
+            num_prev_q, num_q = (
+                num_q,
+                beta_q * num + beta * num_q + alpha_q * num_prev + alpha * num_prev_q,
+            )
+            den_prev_q, den_q = (
+                den_q,
+                beta_q * den + beta * den_q + alpha_q * den_prev + alpha * den_prev_q,
+            )
+        num_prev, num = num, beta * num + alpha * num_prev
+        den_prev, den = den, beta * den + alpha * den_prev
         far = (tl.abs(den) <= _RESCALE_LOW) | (tl.abs(den) >= _RESCALE_HIGH)
         if tl.max(far.to(tl.int32), axis=0) > 0:  # rare: the division stays off the usual pass
             scale = tl.where(far & (den != 0.0), 1.0 / den, 1.0)
@@ -316,62 +273,60 @@ def _continued_fraction(
                 num_q *= scale
                 den_prev_q *= scale
                 den_q *= scale
-        # |K_n - K_{n-2}| <= tol |K_n|, cross-multiplied: no division.
+        # |K_k - K_{k-1}| <= tol |K_k|, cross-multiplied: no division.
         cross = num * den_last
         finished = tl.abs(cross - num_last * den) <= TOL * tl.abs(cross)
         num_last = num
         den_last = den
         if WANT_GRAD_AB:
-            # d log K = dA_n / A_n - dB_n / B_n, compared once the value has converged.
+            # d log K = dA_k / A_k - dB_k / B_k, compared once the value has converged.
             inv_num = 1.0 / num
             inv_den = 1.0 / den
             new_k_p = num_p * inv_num - den_p * inv_den
             new_k_q = num_q * inv_num - den_q * inv_den
-            settled = (tl.abs(new_k_p - log_k_p) <= GRAD_TOL * (tl.abs(new_k_p) + 1.0)) & (
-                tl.abs(new_k_q - log_k_q) <= GRAD_TOL * (tl.abs(new_k_q) + 1.0)
+            settled = (tl.abs(new_k_p - log_k_p) <= TOL * (tl.abs(new_k_p) + 1.0)) & (
+                tl.abs(new_k_q - log_k_q) <= TOL * (tl.abs(new_k_q) + 1.0)
             )
             log_k_p = tl.where(finished, new_k_p, log_k_p)
             log_k_q = tl.where(finished, new_k_q, log_k_q)
             finished = finished & settled
         active = active & ~finished
-        m += 1
-    value = power / p * den / num
-    grad_p = value * (log_u - 1.0 / p - psi_p + psi_pq - (num_p / num - den_p / den))
-    grad_q = value * (log_v - psi_q + psi_pq - (num_q / num - den_q / den))
-    return value, grad_p, grad_q, active
-
-
-@triton.jit
-def _store_region(
-    value_ptr, grad_a_ptr, grad_b_ptr, offsets, region, swap, lower, grad_p, grad_q, unfinished,
-    WANT_GRAD_AB,
-):  # fmt: skip
-    """Store a region's elements: I_u(p, q), reflected where ``swap`` (I = 1 - I_{1-x}(b, a)),
-    NaN where the loop did not finish."""
-    nan = float("nan")
-    value = tl.where(swap, 1.0 - lower, lower)
-    tl.store(value_ptr + offsets, tl.where(unfinished, nan, value), mask=region)
+        k += 1
+    # I = P / (p K): a product with one rounding at the end where P is a normal number
+    # (``_scalar.fraction_result``), else from its log.
+    ratio = den / num
+    log_value = log_power - log_p + tl.log(ratio)
+    value = tl.where(log_power > _LOG_SUBNORMAL, power * (ratio / p), tl.exp(log_value))
+    log_grad_p = log_value
+    log_grad_q = log_value
     if WANT_GRAD_AB:
-        grad_a = tl.where(swap, -grad_q, grad_p)
-        grad_b = tl.where(swap, -grad_p, grad_q)
-        tl.store(grad_a_ptr + offsets, tl.where(unfinished, nan, grad_a), mask=region)
-        tl.store(grad_b_ptr + offsets, tl.where(unfinished, nan, grad_b), mask=region)
+        # ``_scalar.fraction_gradients``
+        log_grad_p = log_power_p - 1.0 / p - (num_p / num - den_p / den)
+        log_grad_q = log_power_q - (num_q / num - den_q / den)
+    return value, log_value, log_grad_p, log_grad_q, active
 
 
 # --- the kernel ---------------------------------------------------------------------------------
 
 
 @triton.jit
+def _times_value(value, log_value, factor):
+    """value * factor, value = exp(log_value) > 0; in log space where value is subnormal."""
+    plain = (log_value > _LOG_SUBNORMAL) | (factor == 0.0)
+    magnitude = tl.exp(log_value + tl.log(tl.where(plain, 1.0, tl.abs(factor))))
+    return tl.where(plain, value * factor, tl.where(factor < 0.0, -magnitude, magnitude))
+
+
+@triton.jit
 def betainc_kernel(
     a_ptr, b_ptr, x_ptr, value_ptr, grad_a_ptr, grad_b_ptr, grad_x_ptr, numel,
     a_inner, a_block, b_inner, b_block, x_inner, x_block, max_terms, want_grad_x,
-    WANT_GRAD_AB: tl.constexpr, TOL: tl.constexpr, GRAD_TOL: tl.constexpr, TINY: tl.constexpr,
-    HUGE: tl.constexpr, BLOCK: tl.constexpr,
+    WANT_GRAD_AB: tl.constexpr, TOL: tl.constexpr, TINY: tl.constexpr, HUGE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
     """(I_x(a, b), dI/da, dI/db, dI/dx) for ``BLOCK`` elements of the broadcast of a, b, x.
 
-    Input k is read at ``(i // k_inner) % k_block``. ``TOL``: the stopping tolerance;
-    ``GRAD_TOL``: the fraction's for d log K / da and db (see :func:`constants`); ``TINY``
+    Input k is read at ``(i // k_inner) % k_block``. ``TOL``: the stopping tolerance; ``TINY``
     and ``HUGE``: the smallest normal and largest finite number of the output dtype (the x
     gradient where the density is infinite is the density ``TINY`` away, capped at ``HUGE``).
     """
@@ -387,13 +342,15 @@ def betainc_kernel(
     inf = float("inf")
 
     # Outside the interior, as scipy: NaN outside the domain, x at the end points, 1 where
-    # a = 0 or b = inf, 0 where b = 0 or a = inf, NaN for a = b = 0.
+    # a = 0 or b = inf, 0 where b = 0 or a = inf, NaN for a = b = 0; NaN inside (0, 1) where
+    # a + b overflows (beyond the range of the kernels), and the density there.
     valid = (a >= 0.0) & (b >= 0.0) & (x >= 0.0) & (x <= 1.0)  # false for NaN
     at_end = (x == 0.0) | (x == 1.0)
     degenerate = (a == 0.0) | (b == 0.0) | (a == inf) | (b == inf)
     regular = in_bounds & valid & ~degenerate  # a, b positive and finite
-    interior = regular & ~at_end
-    undefined = ~valid | (~at_end & (a == 0.0) & (b == 0.0))
+    beyond = regular & (a + b == inf)
+    interior = regular & ~at_end & ~beyond
+    undefined = ~valid | (~at_end & (a == 0.0) & (b == 0.0)) | (beyond & ~at_end)
     edge = tl.where(at_end, x, tl.where((a == 0.0) | (b == inf), 1.0, 0.0))
     outside = in_bounds & ~interior
     tl.store(value_ptr + offsets, tl.where(undefined, nan, edge), mask=outside)
@@ -402,65 +359,134 @@ def betainc_kernel(
         tl.store(grad_b_ptr + offsets, tl.where(undefined, nan, 0.0), mask=outside)
 
     # Placeholders keep the lanes not computed finite; their results are never stored.
-    a = tl.where(regular, a, 1.0)
-    b = tl.where(regular, b, 1.0)
+    a = tl.where(regular & ~beyond, a, 1.0)
+    b = tl.where(regular & ~beyond, b, 1.0)
     x_end = tl.where(regular, x, 0.5)
     x = tl.where(interior, x, 0.5)
     y = 1.0 - x
     log_x = tl.log(x)
-    log_y = _log1p(-x)
-    log_beta = _log_beta(a, b)
-    log_power = _log_power_terms(a, b, x, y, log_x, log_y, log_beta)
-    # x^a y^b / B(a, b), shared by the density and the continued fraction's prefactor.
-    power = tl.where(log_power > _LOG_UNDERFLOW, tl.exp(log_power), 0.0)
+    log_y = log1p(-x)
+    log_beta_ab = log_beta(a, b)
+    delta = mean_offset(a, b, x, y)
+    deviance = both_large_deviances(a, b, delta, x, y)
+    log_power = log_power_terms(a, b, x, y, log_x, log_y, log_beta_ab, deviance)
+    # x^a y^b / B(a, b), shared by the density and the prefactors of the regions.
+    power = tl.exp(log_power)
 
     if want_grad_x:
-        inside = tl.where(power > 0.0, power / (x * y), tl.exp(log_power - log_x - log_y))
+        # From the prefactor where it is a normal number, else in log space.
+        inside = tl.where(
+            log_power > _LOG_SUBNORMAL, power / (x * y), tl.exp(log_power - log_x - log_y)
+        )
         # At x = 0 or 1: the density at the nearest normal number where it is infinite.
         log_x_end = tl.log(tl.maximum(x_end, TINY))
         log_y_end = tl.log(tl.maximum(1.0 - x_end, TINY))
-        at_end_density = tl.exp((a - 1.0) * log_x_end + (b - 1.0) * log_y_end - log_beta)
+        at_end_density = tl.exp((a - 1.0) * log_x_end + (b - 1.0) * log_y_end - log_beta_ab)
         density = tl.minimum(tl.where(at_end, at_end_density, inside), HUGE)
-        density = tl.where(regular, density, 0.0)
+        density = tl.where(beyond, nan, tl.where(regular, density, 0.0))
         tl.store(grad_x_ptr + offsets, tl.where(undefined, nan, density), mask=in_bounds)
 
-    # Reflection: compute I_u(p, q) with u below the bulk of the distribution.
-    swap = x * (a + b + 2.0) > a + 1.0
-    p = tl.where(swap, b, a)
-    q = tl.where(swap, a, b)
-    u = tl.where(swap, y, x)
-    log_u = tl.where(swap, log_y, log_x)
-    log_v = tl.where(swap, log_x, log_y)
-    psi_p = log_u  # the digammas of p, q and p + q; unused without the parameter gradients
-    psi_q = log_u
-    psi_pq = log_u
+    # The tail below the mode, x (a + b + 2) <= a + 1, decided from the exact delta (the
+    # product rounds): I_t(p, q) with (p, q, t) = (a, b, x) there, (b, a, 1 - x) above.
+    lower = delta >= 2.0 * x - 1.0
+    p = tl.where(lower, a, b)
+    q = tl.where(lower, b, a)
+    t = tl.where(lower, x, y)
+    s = tl.where(lower, y, x)
+    log_t = tl.where(lower, log_x, log_y)
+    log_s = tl.where(lower, log_y, log_x)
+    offset = tl.where(lower, delta, -delta)  # p - (p + q) t
+    log_p = tl.log(p)
+    # The digammas of p, q and p + q, and the p and q derivatives of log P; unused without
+    # the parameter gradients.
+    psi_p = log_t
+    psi_q = log_t
+    psi_pq = log_t
+    log_power_p = log_t
+    log_power_q = log_t
     if WANT_GRAD_AB:
-        psi_a = _digamma(a)
-        psi_b = _digamma(b)
-        psi_p = tl.where(swap, psi_b, psi_a)
-        psi_q = tl.where(swap, psi_a, psi_b)
-        psi_pq = _digamma(a + b)
+        psi_a = digamma(a)
+        psi_b = digamma(b)
+        psi_p = tl.where(lower, psi_a, psi_b)
+        psi_q = tl.where(lower, psi_b, psi_a)
+        psi_pq = digamma(a + b)
+        log_power_p = log_ratio_to_mean(p, q, offset, log_t, psi_p, psi_pq)
+        log_power_q = log_ratio_to_mean(q, p, -offset, log_s, psi_q, psi_pq)
 
-    series = interior & (q * u <= 1.0) & (u <= 0.95)
-    log_prefactor = log_power - q * log_v  # log(u^p / B(p, q)); below the underflow, I = 0
-    lower, grad_p, grad_q, unfinished = _series(
-        p, q, u, log_u, log_prefactor, psi_p, psi_q, psi_pq,
-        series & (log_prefactor >= _LOG_UNDERFLOW), max_terms, TOL, WANT_GRAD_AB,
-    )  # fmt: skip
-    _store_region(
-        value_ptr, grad_a_ptr, grad_b_ptr, offsets, series, swap, lower, grad_p, grad_q,
-        unfinished, WANT_GRAD_AB,
-    )  # fmt: skip
+    # The regions of ``_cpu_elementwise.lower_tail``, each computed only where some element of
+    # the block falls in it (a loop's early exit, or a test of the whole block). Each gives
+    # I_t, 1 - I_t, log I_t and d log I_t / dp, dq (the expansion: dI_t / dp, dq).
+    series = interior & ((q * t <= 1.0) | (p < 1.0)) & (t <= 0.95)
+    rest = interior & ~series
+    # Below half the smallest subnormal: 0 (``_scalar.negligible``).
+    negligible = (
+        rest & (log_power < _LOG_ZERO) & (log_power - log_p + tl.log(p + q + 2.0) < _LOG_ZERO)
+    )
+    rest = rest & ~negligible
+    expansion = (
+        rest
+        & (tl.minimum(p, q) >= _TEMME_MIN)
+        & (tl.abs(offset) <= _TEMME_Z * tl.sqrt(p) * tl.sqrt(q / (p + q)))
+    )
+    fraction = rest & ~expansion
 
-    fraction = interior & ~series
-    lower, grad_p, grad_q, unfinished = _continued_fraction(
-        p, q, u, log_u, log_v, power, psi_p, psi_q, psi_pq, fraction & (power > 0.0), max_terms,
-        TOL, GRAD_TOL, WANT_GRAD_AB,
+    zero = tl.zeros_like(x)
+    value = zero
+    complement = zero + 1.0
+    log_value = zero
+    log_grad_p = zero
+    log_grad_q = zero
+    unfinished = interior & (zero != zero)
+    if tl.max(series.to(tl.int32), axis=0) > 0:
+        s_value, s_complement, s_log, s_grad_p, s_grad_q, s_unfinished = _series(
+            p, q, t, log_t, log_s, log_p, log_power, power, log_beta_ab, psi_p, psi_q, psi_pq,
+            log_power_p, series, max_terms, TOL, WANT_GRAD_AB,
+        )  # fmt: skip
+        value = tl.where(series, s_value, value)
+        complement = tl.where(series, s_complement, complement)
+        log_value = tl.where(series, s_log, log_value)
+        log_grad_p = tl.where(series, s_grad_p, log_grad_p)
+        log_grad_q = tl.where(series, s_grad_q, log_grad_q)
+        unfinished = unfinished | s_unfinished
+
+    f_value, f_log, f_grad_p, f_grad_q, f_unfinished = _continued_fraction(
+        p, q, t, s, offset, log_p, log_power, power, log_power_p, log_power_q, fraction,
+        max_terms, TOL, WANT_GRAD_AB,
     )  # fmt: skip
-    _store_region(
-        value_ptr, grad_a_ptr, grad_b_ptr, offsets, fraction, swap, lower, grad_p, grad_q,
-        unfinished, WANT_GRAD_AB,
-    )  # fmt: skip
+    value = tl.where(fraction, f_value, value)
+    complement = tl.where(fraction, 1.0 - f_value, complement)
+    log_value = tl.where(fraction, f_log, log_value)
+    log_grad_p = tl.where(fraction, f_grad_p, log_grad_p)
+    log_grad_q = tl.where(fraction, f_grad_q, log_grad_q)
+    unfinished = unfinished | f_unfinished
+
+    grad_p = zero
+    grad_q = zero
+    if WANT_GRAD_AB:
+        computed = series | fraction
+        grad_p = tl.where(computed, _times_value(value, log_value, log_grad_p), 0.0)
+        grad_q = tl.where(computed, _times_value(value, log_value, log_grad_q), 0.0)
+
+    if tl.max(expansion.to(tl.int32), axis=0) > 0:
+        e_value, e_grad_p, e_grad_q, e_unfinished = temme(
+            p, q, t, s, offset, deviance, power, log_power_p, log_power_q, expansion,
+            WANT_GRAD_AB,
+        )  # fmt: skip
+        value = tl.where(expansion, e_value, value)
+        complement = tl.where(expansion, 1.0 - e_value, complement)
+        grad_p = tl.where(expansion, e_grad_p, grad_p)
+        grad_q = tl.where(expansion, e_grad_q, grad_q)
+        unfinished = unfinished | e_unfinished
+
+    # I_x(a, b) = I_t(p, q) below the mode, 1 - I_{1-x}(b, a) above; NaN where a loop did not
+    # finish. Negligible elements keep the 0 (1 above) they started with.
+    result = tl.where(lower, value, complement)
+    tl.store(value_ptr + offsets, tl.where(unfinished, nan, result), mask=interior)
+    if WANT_GRAD_AB:
+        grad_a = tl.where(lower, grad_p, -grad_q)
+        grad_b = tl.where(lower, grad_q, -grad_p)
+        tl.store(grad_a_ptr + offsets, tl.where(unfinished, nan, grad_a), mask=interior)
+        tl.store(grad_b_ptr + offsets, tl.where(unfinished, nan, grad_b), mask=interior)
 
 
 # --- the host side ------------------------------------------------------------------------------
@@ -470,12 +496,7 @@ def constants(dtype: torch.dtype) -> dict[str, float]:
     """The compile-time constants of the kernel for outputs of ``dtype`` (float32 or float64)."""
     finfo = torch.finfo(dtype)
     tol = TOL64 if dtype == torch.float64 else TOL32
-    return {
-        "TOL": tol,
-        "GRAD_TOL": max(tol, FRACTION_GRAD_TOL),
-        "TINY": finfo.tiny,
-        "HUGE": finfo.max,
-    }
+    return {"TOL": tol, "TINY": finfo.tiny, "HUGE": finfo.max}
 
 
 # Decorated under Triton's interpreter (TRITON_INTERPRET=1 when this module was imported), the
