@@ -461,14 +461,15 @@ def _run_gates_experiment(args: argparse.Namespace, prog: str) -> int:
             raise _UsageError(f"argument --json: folder {str(out.parent)!r} does not exist")
         if out.is_dir():
             raise _UsageError(f"argument --json: {str(out)!r} is a folder")
-        try:
-            gates.check_dataset(args.dataset)
-        except ValueError as error:
-            raise _UsageError(f"argument --dataset: {error}") from None
         for option in ("l0-weight", "batch-shaping-weight"):
             value = getattr(args, option.replace("-", "_"))
             if value is not None and value < 0:
                 raise _UsageError(f"argument --{option}: must be >= 0, got {value:g}")
+        # Last: whether the data set's package is installed, once every argument is valid.
+        try:
+            gates.check_dataset(args.dataset)
+        except ValueError as error:
+            raise _UsageError(f"argument --dataset: {error}") from None
     except _UsageError as error:
         print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
         return 2
