@@ -34,7 +34,13 @@ import numpy as np
 from torch import Tensor
 
 from batchshaping._runtime.jit import jit
-from batchshaping.special._constants import TEMME_MIN, TEMME_Z
+from batchshaping.special._constants import (
+    DIGAMMA_MIN,
+    LOG_SUBNORMAL,
+    STIRLING_MIN,
+    TEMME_MIN,
+    TEMME_Z,
+)
 from batchshaping.special._cpu_elementwise import elementwise_at, elementwise_kernel
 from batchshaping.special._cpu_host import (
     collapse_constant_parameters,
@@ -48,16 +54,20 @@ from batchshaping.special._scalar import (
     RESCALE_LOW,
     beta_density,
     convergent_derivatives,
+    digamma,
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
     fraction_result,
     fraction_start,
     fraction_step,
+    log_beta_function,
     log_power_terms,
     mean_offset,
     negligible,
-    parameter_terms,
+    simd_exp,
+    simd_log,
+    simd_log1p,
 )
 
 # Elements advanced together. A compile-time constant: with fixed trip counts and rows of the
@@ -78,249 +88,143 @@ _RESCALE_EVERY_STEP = 1e6
 # Tails whose first parameter is below this take the per-element path (the series).
 _SERIES_BELOW = 0.1
 
-# Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n, the previous pair's A and B
-# (the convergence test), whether the lane has converged, and for the gradients the a and b
-# derivatives of the four convergents and of log K at the previous pair.
+# Rows of the scratch array, one column per element of a block: x, 1 - x, delta, log x,
+# log(1 - x), the log of the prefactor and the prefactor.
+_X, _Y, _DELTA, _LOG_X, _LOG_Y, _LOG_POWER, _POWER = range(7)
+_SCRATCH_ROWS = 7
+# Rows of the lanes array, one column per lane of a chunk: the tail's t, s = 1 - t, t^2 and
+# delta, its prefactor, the prefactor's log, log t and log s; then the lane's results.
+_T, _S, _T2, _OFFSET, _LANE_POWER, _LANE_LOG_POWER, _LOG_T, _LOG_S = range(8)
+_TAIL, _GRAD_P, _GRAD_Q = range(8, 11)
+_LANE_ROWS = 11
+# Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n and whether the lane has
+# converged; of the derivative state (only where the gradients in a and b are asked for): the p
+# and q derivatives of the four convergents, and of log K at the previous pair.
+_NUM_PREV, _NUM, _DEN_PREV, _DEN, _DONE = (row * _LANES for row in range(5))
+_STATE_SIZE = 5 * _LANES
 (
-    _NUM_PREV,
-    _NUM,
-    _DEN_PREV,
-    _DEN,
-    _NUM_LAST,
-    _DEN_LAST,
-    _DONE,
-    _NUM_PREV_A,
-    _NUM_A,
-    _DEN_PREV_A,
-    _DEN_A,
-    _NUM_PREV_B,
-    _NUM_B,
-    _DEN_PREV_B,
-    _DEN_B,
-    _LOG_K_A,
-    _LOG_K_B,
-) = (row * _LANES for row in range(17))
-_STATE_SIZE = 17 * _LANES
+    _NUM_PREV_P,
+    _NUM_P,
+    _DEN_PREV_P,
+    _DEN_P,
+    _NUM_PREV_Q,
+    _NUM_Q,
+    _DEN_PREV_Q,
+    _DEN_Q,
+    _LOG_K_P,
+    _LOG_K_Q,
+) = (row * _LANES for row in range(10))
+_DERIVATIVES_SIZE = 10 * _LANES
 
 
 @jit
-def _fraction_lanes(p, q, lanes, want_grad, tol, state):
-    """The continued fraction of I_t(p, q) in every lane (``lanes`` = rows t, s, t^2, delta).
+def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge):
+    """x, 1 - x, delta, log x, log(1 - x), log P and P of every element of the block, P the
+    prefactor x^a (1-x)^b / B(a, b), and the density where P is a normal number.
 
-    Leaves the final convergents (and their p, q derivatives) in ``state``.
+    One pass without branches or calls, which compiles to SIMD instructions where both
+    parameters are below STIRLING_MIN (``log_power_terms``' first form); a scalar loop over
+    ``log_power_terms`` otherwise. Values outside (0, 1), and densities where P is not a normal
+    number, are left for :func:`_sort_into_bins`.
     """
-    inv = 1.0 / (p + 1.0)
-    for j in range(_LANES):
-        start = (1.0 + lanes[3, j]) * inv
-        state[_NUM_PREV + j] = 1.0
-        state[_NUM + j] = start
-        state[_DEN_PREV + j] = 0.0
-        state[_DEN + j] = 1.0
-        state[_NUM_LAST + j] = start
-        state[_DEN_LAST + j] = 1.0
-        state[_DONE + j] = 0.0
-        state[_LOG_K_A + j] = math.inf
-        state[_LOG_K_B + j] = math.inf
-    for row in range(_NUM_PREV_A, _LOG_K_A, _LANES):
-        for j in range(_LANES):
-            state[row + j] = 0.0
-    for j in range(_LANES):
-        _, state[_NUM_A + j], state[_NUM_B + j] = fraction_start(
-            p, q, lanes[0, j], lanes[1, j], lanes[3, j]
-        )
-    every = 1 if p > _RESCALE_EVERY_STEP else _RESCALE_EVERY
-    for k in range(1, MAX_TERMS):
-        coefficients = fraction_coefficients(p, q, k)
-        if want_grad:
-            remaining = _step_with_gradients(coefficients, k, lanes, tol, state)
-        else:
-            remaining = _step(coefficients, k, lanes, tol, state)
-        if remaining == 0:
-            return
-        if k % every == 0:
-            _rescale(state)
+    small = max(a, b) < STIRLING_MIN
+    for k in range(size):
+        value = np.float64(x[begin + k])
+        y = 1.0 - value
+        log_x = simd_log(value)
+        log_y = simd_log1p(-value)
+        scratch[_X, k] = value
+        scratch[_Y, k] = y
+        scratch[_DELTA, k] = mean_offset(a, b, value, y)
+        scratch[_LOG_X, k] = log_x
+        scratch[_LOG_Y, k] = log_y
+        if small:
+            scratch[_LOG_POWER, k] = a * log_x + b * log_y - log_beta
+    if not small:
+        for k in range(size):
+            value = scratch[_X, k]
+            if 0.0 < value < 1.0:
+                scratch[_LOG_POWER, k] = log_power_terms(
+                    a,
+                    b,
+                    value,
+                    scratch[_Y, k],
+                    scratch[_LOG_X, k],
+                    scratch[_LOG_Y, k],
+                    log_beta,
+                    scratch[_DELTA, k],
+                )
+    for k in range(size):
+        power = simd_exp(scratch[_LOG_POWER, k])
+        scratch[_POWER, k] = power
+        if grad_x is not None:
+            # ``beta_density`` where P is a normal number.
+            grad_x[begin + k] = min(power / (scratch[_X, k] * scratch[_Y, k]), huge)
 
 
 @jit
-def _step(coefficients, k, lanes, tol, state):
-    """Step k of the fraction in every lane, values only; returns how many lanes go on."""
-    remaining = 0
-    for j in range(_LANES):
-        num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
-        den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
-        beta, alpha, _, _, _, _ = fraction_step(
-            lanes[0, j], lanes[1, j], lanes[2, j], lanes[3, j], k, coefficients
-        )
-        num_prev, num = num, beta * num + alpha * num_prev
-        den_prev, den = den, beta * den + alpha * den_prev
-        converged = _value_converged(num, den, tol, state, j)
-        remaining += _store_values(num_prev, num, den_prev, den, converged, state, j)
-    return remaining
+def _sort_into_bins(
+    a, b, log_beta, begin, size, per_side, work, out, grad_a, grad_b, grad_x, tiny, huge
+):
+    """Finish the elements the lanes do not take, and bin the others by where they fall between
+    0 and the reflection point (counting sort): bin c is ``order[counts[c - 1] : counts[c]]``.
 
-
-@jit
-def _value_converged(num, den, tol, state, j):
-    """|K_k - K_{k-1}| <= tol |K_k| in lane j, cross-multiplied as in the per-element kernel."""
-    cross = num * state[_DEN_LAST + j]
-    return abs(cross - state[_NUM_LAST + j] * den) <= tol * abs(cross)
-
-
-@jit
-def _store_values(num_prev, num, den_prev, den, converged, state, j):
-    """Store lane j's convergents and whether it has converged; 1 if it goes on, else 0."""
-    state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
-    state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
-    state[_NUM_LAST + j], state[_DEN_LAST + j] = num, den
-    done = max(state[_DONE + j], 1.0 if converged else 0.0)
-    state[_DONE + j] = done
-    return done < 1.0
-
-
-@jit
-def _step_with_gradients(coefficients, k, lanes, tol, state):
-    """As :func:`_step`, carrying the p and q derivatives of the convergents."""
-    remaining = 0
-    for j in range(_LANES):
-        num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
-        den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
-        num_prev_a, num_a = state[_NUM_PREV_A + j], state[_NUM_A + j]
-        den_prev_a, den_a = state[_DEN_PREV_A + j], state[_DEN_A + j]
-        num_prev_b, num_b = state[_NUM_PREV_B + j], state[_NUM_B + j]
-        den_prev_b, den_b = state[_DEN_PREV_B + j], state[_DEN_B + j]
-        step = fraction_step(lanes[0, j], lanes[1, j], lanes[2, j], lanes[3, j], k, coefficients)
-        beta, alpha = step[0], step[1]
-        (
-            num_prev_a,
-            num_a,
-            den_prev_a,
-            den_a,
-            num_prev_b,
-            num_b,
-            den_prev_b,
-            den_b,
-        ) = convergent_derivatives(
-            num_prev,
-            num,
-            den_prev,
-            den,
-            (num_prev_a, num_a, den_prev_a, den_a, num_prev_b, num_b, den_prev_b, den_b),
-            step,
-        )
-        num_prev, num = num, beta * num + alpha * num_prev
-        den_prev, den = den, beta * den + alpha * den_prev
-        converged = _value_converged(num, den, tol, state, j)
-        # d log K = dA / A - dB / B over one division, tested in every lane at every step.
-        inverse = 1.0 / (num * den)
-        log_k_a = (num_a * den - den_a * num) * inverse
-        log_k_b = (num_b * den - den_b * num) * inverse
-        converged = (
-            converged
-            & (abs(log_k_a - state[_LOG_K_A + j]) <= tol * (abs(log_k_a) + 1.0))
-            & (abs(log_k_b - state[_LOG_K_B + j]) <= tol * (abs(log_k_b) + 1.0))
-        )
-        state[_NUM_PREV_A + j], state[_NUM_A + j] = num_prev_a, num_a
-        state[_DEN_PREV_A + j], state[_DEN_A + j] = den_prev_a, den_a
-        state[_NUM_PREV_B + j], state[_NUM_B + j] = num_prev_b, num_b
-        state[_DEN_PREV_B + j], state[_DEN_B + j] = den_prev_b, den_b
-        state[_LOG_K_A + j], state[_LOG_K_B + j] = log_k_a, log_k_b
-        remaining += _store_values(num_prev, num, den_prev, den, converged, state, j)
-    return remaining
-
-
-@jit
-def _rescale(state):
-    """Divide a lane's convergents (and derivatives) by B_n where B_n has drifted far from 1."""
-    for j in range(_LANES):
-        den = state[_DEN + j]
-        if not (RESCALE_LOW < abs(den) < RESCALE_HIGH):
-            scale = 1.0 / den if den != 0.0 else 1.0
-            for row in range(_NUM_PREV, _LOG_K_A, _LANES):
-                if row != _DONE:
-                    state[row + j] *= scale
-
-
-@jit
-def _block(a, b, terms, x, begin, end, outputs, options, work):
-    """Fill ``out[begin:end]`` (and the gradients asked for) for one (a, b).
-
-    ``outputs`` is (out, grad_a, grad_b, grad_x), ``options`` (want_grad, want_density, tol,
-    tiny, huge) as in :func:`betainc_runs_kernel`, ``work`` the scratch arrays it allocates.
+    Finished here: the end points, values outside [0, 1], prefactors below half the smallest
+    subnormal (0 or 1), and densities where the prefactor is not a normal number. Left as NaN
+    for the per-element kernel (``deferred``): tails with a first parameter below 0.1 (the
+    series) and the asymptotic expansion's region (both parameters large, |delta| within
+    TEMME_Z standard deviations of the mean, as the per-element kernel decides).
     """
-    out, grad_a, grad_b, grad_x = outputs
-    want_grad, want_density, tol, tiny, huge = options
-    scratch, bins, order, counts, lanes, state = (
-        work[0],
-        work[1],
-        work[2],
-        work[3],
-        work[4],
-        work[5],
-    )
-    log_beta, psi_a, psi_b, psi_ab = terms[0], terms[1], terms[2], terms[3]
-    size = end - begin
-    per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
+    scratch, bins, order, counts = work
     reflection = (a + 1.0) / (a + b + 2.0)
     scale_lower = per_side / reflection
     scale_upper = per_side / (1.0 - reflection)
-    # The asymptotic expansion's region: both parameters large, |delta| within TEMME_Z standard
-    # deviations of the mean (as the per-element kernel decides).
     expansion_offset = -1.0
     if min(a, b) >= TEMME_MIN:
         expansion_offset = TEMME_Z * math.sqrt(a) * math.sqrt(b / (a + b))
     counts[:] = 0
-    # The prefactor, the density and the bin of each element; the end points, values outside
-    # [0, 1], prefactors that underflow and the elements of the per-element path are finished
-    # here.
     for k in range(size):
         i = begin + k
-        value = np.float64(x[i])
         bins[k] = -1
+        value = scratch[_X, k]
         if not (0.0 < value < 1.0):
             inside = value == 0.0 or value == 1.0  # False for NaN
             out[i] = value if inside else math.nan
-            if want_grad:
+            if grad_a is not None:
                 grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
-            if want_density:
+            if grad_x is not None:
                 grad_x[i] = (
                     end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
                 )
             continue
-        y = 1.0 - value
-        log_x = math.log(value)
-        log_y = math.log1p(-value)
-        delta = mean_offset(a, b, value, y)
-        log_power = log_power_terms(a, b, value, y, log_x, log_y, log_beta, delta)
-        power = math.exp(log_power)
-        if want_density:
-            grad_x[i] = beta_density(value, y, log_x, log_y, log_power, power, huge)
+        log_power = scratch[_LOG_POWER, k]
+        if grad_x is not None and not log_power > LOG_SUBNORMAL:
+            grad_x[i] = beta_density(
+                value,
+                scratch[_Y, k],
+                scratch[_LOG_X, k],
+                scratch[_LOG_Y, k],
+                log_power,
+                scratch[_POWER, k],
+                huge,
+            )
+        delta = scratch[_DELTA, k]
         lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
         if first < _SERIES_BELOW or abs(delta) <= expansion_offset:
-            # Left to the per-element kernel (``deferred``): compiled only where needed.
             out[i] = math.nan
             continue
         if negligible(log_power, first, b if lower else a):  # 0 (or 1) to working precision
             out[i] = 0.0 if lower else 1.0
-            if want_grad:
+            if grad_a is not None:
                 grad_a[i] = grad_b[i] = 0.0
             continue
         if lower:
-            scratch[0, k] = value
-            scratch[5, k] = y
-            scratch[4, k] = delta
             bin_index = min(per_side - 1, int(value * scale_lower))
         else:
-            scratch[0, k] = y
-            scratch[5, k] = value
-            scratch[4, k] = -delta
-            bin_index = per_side + min(per_side - 1, int(y * scale_upper))
-        scratch[1, k] = log_power
-        scratch[6, k] = power
-        scratch[2, k] = log_x
-        scratch[3, k] = log_y
+            bin_index = per_side + min(per_side - 1, int(scratch[_Y, k] * scale_upper))
         bins[k] = bin_index
         counts[bin_index + 1] += 1
-    # Counting sort of the elements by bin: bin c is order[counts[c] : counts[c + 1]].
     for c in range(2 * per_side):
         counts[c + 1] += counts[c]
     for k in range(size):
@@ -328,56 +232,212 @@ def _block(a, b, terms, x, begin, end, outputs, options, work):
             order[counts[bins[k]]] = k
             counts[bins[k]] += 1
     # Now counts[c] is where bin c ends.
-    start = 0
-    for c in range(2 * per_side):
-        stop = counts[c]
-        reflected = c >= per_side
-        p, q = (b, a) if reflected else (a, b)
-        psi = (psi_b, psi_a, psi_ab) if reflected else (psi_a, psi_b, psi_ab)
-        for first in range(start, stop, _LANES):
-            filled = min(_LANES, stop - first)
-            for j in range(_LANES):
-                k = order[first + min(j, filled - 1)]
-                t = scratch[0, k]
-                lanes[0, j] = t
-                lanes[1, j] = scratch[5, k]
-                lanes[2, j] = t * t
-                lanes[3, j] = scratch[4, k]
-            _fraction_lanes(p, q, lanes, want_grad, tol, state)
-            for j in range(filled):
-                k = order[first + j]
-                i = begin + k
-                num, den = state[_NUM + j], state[_DEN + j]
-                log_grad_p = log_grad_q = 0.0
-                if want_grad:
-                    log_x, log_y = scratch[2, k], scratch[3, k]
-                    log_t, log_u = (log_y, log_x) if reflected else (log_x, log_y)
-                    log_grad_p, log_grad_q = fraction_gradients(
-                        1.0,
-                        p,
-                        q,
-                        lanes[3, j],
-                        num,
-                        den,
-                        state[_NUM_A + j],
-                        state[_DEN_A + j],
-                        state[_NUM_B + j],
-                        state[_DEN_B + j],
-                        log_t,
-                        log_u,
-                        psi,
-                    )
-                tail, grad_p, grad_q = fraction_result(
-                    scratch[6, k], scratch[1, k], p, num, den, log_grad_p, log_grad_q
+
+
+@jit
+def _gather(scratch, order, first, filled, reflected, lanes):
+    """The lanes' rows for the elements ``order[first : first + filled]`` of one bin, the last
+    repeated in the lanes past ``filled``; from the reflected tail (1 - x, x, -delta) if
+    ``reflected``."""
+    row_t, row_s = (_Y, _X) if reflected else (_X, _Y)
+    row_log_t, row_log_s = (_LOG_Y, _LOG_X) if reflected else (_LOG_X, _LOG_Y)
+    sign = -1.0 if reflected else 1.0
+    for j in range(_LANES):
+        k = order[first + min(j, filled - 1)]
+        t = scratch[row_t, k]
+        lanes[_T, j] = t
+        lanes[_S, j] = scratch[row_s, k]
+        lanes[_T2, j] = t * t
+        lanes[_OFFSET, j] = sign * scratch[_DELTA, k]
+        lanes[_LANE_POWER, j] = scratch[_POWER, k]
+        lanes[_LANE_LOG_POWER, j] = scratch[_LOG_POWER, k]
+        lanes[_LOG_T, j] = scratch[row_log_t, k]
+        lanes[_LOG_S, j] = scratch[row_log_s, k]
+
+
+@jit
+def _fraction_lanes(p, q, lanes, tol, state, derivatives):
+    """The continued fraction of I_t(p, q) in every lane, to its last convergents in ``state``.
+
+    With ``derivatives`` (None where the gradients in a and b are not asked for: that code is
+    then not compiled), their p and q derivatives too, and the stopping rule watches d log K.
+    """
+    inv = 1.0 / (p + 1.0)
+    for j in range(_LANES):
+        state[_NUM_PREV + j] = 1.0
+        state[_NUM + j] = (1.0 + lanes[_OFFSET, j]) * inv
+        state[_DEN_PREV + j] = 0.0
+        state[_DEN + j] = 1.0
+        state[_DONE + j] = 0.0
+    if derivatives is not None:
+        for j in range(_DERIVATIVES_SIZE):
+            derivatives[j] = 0.0
+        for j in range(_LANES):
+            derivatives[_LOG_K_P + j] = math.inf
+            derivatives[_LOG_K_Q + j] = math.inf
+            _, derivatives[_NUM_P + j], derivatives[_NUM_Q + j] = fraction_start(
+                p, q, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j]
+            )
+    every = 1 if p > _RESCALE_EVERY_STEP else _RESCALE_EVERY
+    for k in range(1, MAX_TERMS):
+        coefficients = fraction_coefficients(p, q, k)
+        remaining = 0
+        for j in range(_LANES):
+            step = fraction_step(
+                lanes[_T, j], lanes[_S, j], lanes[_T2, j], lanes[_OFFSET, j], k, coefficients
+            )
+            beta, alpha = step[0], step[1]
+            num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
+            den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
+            new_num = beta * num + alpha * num_prev
+            new_den = beta * den + alpha * den_prev
+            # |K_k - K_{k-1}| <= tol |K_k|, cross-multiplied as in the per-element kernel.
+            cross = new_num * den
+            converged = abs(cross - num * new_den) <= tol * abs(cross)
+            if derivatives is not None:
+                (
+                    num_prev_p,
+                    num_p,
+                    den_prev_p,
+                    den_p,
+                    num_prev_q,
+                    num_q,
+                    den_prev_q,
+                    den_q,
+                ) = convergent_derivatives(
+                    num_prev,
+                    num,
+                    den_prev,
+                    den,
+                    (
+                        derivatives[_NUM_PREV_P + j],
+                        derivatives[_NUM_P + j],
+                        derivatives[_DEN_PREV_P + j],
+                        derivatives[_DEN_P + j],
+                        derivatives[_NUM_PREV_Q + j],
+                        derivatives[_NUM_Q + j],
+                        derivatives[_DEN_PREV_Q + j],
+                        derivatives[_DEN_Q + j],
+                    ),
+                    step,
                 )
-                out[i] = 1.0 - tail if reflected else tail
-                if not want_grad:
-                    continue
-                if reflected:
-                    grad_a[i], grad_b[i] = -grad_q, -grad_p
-                else:
-                    grad_a[i], grad_b[i] = grad_p, grad_q
-        start = stop
+                # d log K = dA / A - dB / B over one division, tested in every lane at every
+                # step.
+                inverse = 1.0 / (new_num * new_den)
+                log_k_p = (num_p * new_den - den_p * new_num) * inverse
+                log_k_q = (num_q * new_den - den_q * new_num) * inverse
+                converged = (
+                    converged
+                    & (abs(log_k_p - derivatives[_LOG_K_P + j]) <= tol * (abs(log_k_p) + 1.0))
+                    & (abs(log_k_q - derivatives[_LOG_K_Q + j]) <= tol * (abs(log_k_q) + 1.0))
+                )
+                derivatives[_NUM_PREV_P + j], derivatives[_NUM_P + j] = num_prev_p, num_p
+                derivatives[_DEN_PREV_P + j], derivatives[_DEN_P + j] = den_prev_p, den_p
+                derivatives[_NUM_PREV_Q + j], derivatives[_NUM_Q + j] = num_prev_q, num_q
+                derivatives[_DEN_PREV_Q + j], derivatives[_DEN_Q + j] = den_prev_q, den_q
+                derivatives[_LOG_K_P + j], derivatives[_LOG_K_Q + j] = log_k_p, log_k_q
+            state[_NUM_PREV + j], state[_NUM + j] = num, new_num
+            state[_DEN_PREV + j], state[_DEN + j] = den, new_den
+            done = max(state[_DONE + j], 1.0 if converged else 0.0)
+            state[_DONE + j] = done
+            remaining += done < 1.0
+        if remaining == 0:
+            return
+        if k % every == 0:
+            # Divide a lane's convergents (and derivatives) by B_n where B_n has drifted far
+            # from 1.
+            for j in range(_LANES):
+                den = state[_DEN + j]
+                if not (RESCALE_LOW < abs(den) < RESCALE_HIGH):
+                    scale = 1.0 / den if den != 0.0 else 1.0
+                    for row in range(_NUM_PREV, _DONE, _LANES):
+                        state[row + j] *= scale
+                    if derivatives is not None:
+                        for row in range(_NUM_PREV_P, _LOG_K_P, _LANES):
+                            derivatives[row + j] *= scale
+
+
+@jit
+def _lane_results(p, q, psi, lanes, state, derivatives):
+    """I_t(p, q) and its p, q derivatives in every lane, from the fraction's last convergents:
+    ``fraction_result`` where the prefactor is a normal number, with ``fraction_gradients``'
+    log derivatives where p and q are below DIGAMMA_MIN (``log_ratio_to_mean``'s plain form).
+    One pass without branches or calls (SIMD instructions); the other lanes are redone by
+    :func:`_store_results`."""
+    psi_p, psi_q, psi_pq = psi
+    inv_p = 1.0 / p
+    for j in range(_LANES):
+        num, den = state[_NUM + j], state[_DEN + j]
+        factor = den / num / p
+        power = lanes[_LANE_POWER, j]
+        lanes[_TAIL, j] = power * factor
+        if derivatives is not None:
+            log_k_p = derivatives[_NUM_P + j] / num - derivatives[_DEN_P + j] / den
+            log_k_q = derivatives[_NUM_Q + j] / num - derivatives[_DEN_Q + j] / den
+            log_grad_p = (lanes[_LOG_T, j] - psi_p + psi_pq) - inv_p - log_k_p
+            log_grad_q = (lanes[_LOG_S, j] - psi_q + psi_pq) - log_k_q
+            lanes[_GRAD_P, j] = power * (factor * log_grad_p)
+            lanes[_GRAD_Q, j] = power * (factor * log_grad_q)
+
+
+@jit
+def _store_results(
+    p,
+    q,
+    psi,
+    begin,
+    order,
+    first,
+    filled,
+    reflected,
+    lanes,
+    state,
+    derivatives,
+    out,
+    grad_a,
+    grad_b,
+):
+    """Write the lanes' results to their elements (I or 1 - I, and the gradients asked for),
+    redoing those :func:`_lane_results` does not cover in the scalar functions."""
+    plain = max(p, q) < DIGAMMA_MIN
+    for j in range(filled):
+        i = begin + order[first + j]
+        if plain and lanes[_LANE_LOG_POWER, j] > LOG_SUBNORMAL:
+            tail, grad_p, grad_q = lanes[_TAIL, j], lanes[_GRAD_P, j], lanes[_GRAD_Q, j]
+        else:
+            num, den = state[_NUM + j], state[_DEN + j]
+            log_grad_p = log_grad_q = 0.0
+            if derivatives is not None:
+                log_grad_p, log_grad_q = fraction_gradients(
+                    1.0,
+                    p,
+                    q,
+                    lanes[_OFFSET, j],
+                    num,
+                    den,
+                    derivatives[_NUM_P + j],
+                    derivatives[_DEN_P + j],
+                    derivatives[_NUM_Q + j],
+                    derivatives[_DEN_Q + j],
+                    lanes[_LOG_T, j],
+                    lanes[_LOG_S, j],
+                    psi,
+                )
+            tail, grad_p, grad_q = fraction_result(
+                lanes[_LANE_POWER, j],
+                lanes[_LANE_LOG_POWER, j],
+                p,
+                num,
+                den,
+                log_grad_p,
+                log_grad_q,
+            )
+        out[i] = 1.0 - tail if reflected else tail
+        if grad_a is not None:
+            if reflected:
+                grad_a[i], grad_b[i] = -grad_q, -grad_p
+            else:
+                grad_a[i], grad_b[i] = grad_p, grad_q
 
 
 @jit
@@ -391,8 +451,6 @@ def _runs_kernel(
     grad_a,
     grad_b,
     grad_x,
-    want_grad,
-    want_density,
     tol,
     tiny,
     huge,
@@ -403,29 +461,74 @@ def _runs_kernel(
 
     ``x`` is read in full; parameter ``k`` (a: 0, b: 1) of element ``i`` is
     ``(i // layout[k, 0]) % layout[k, 1]``, constant on each run ``[r * run_length,
-    (r + 1) * run_length)``.
+    (r + 1) * run_length)``. ``grad_a`` and ``grad_b`` (``grad_x``) are None where those
+    gradients are not asked for: the code that computes them is then not compiled.
     """
-    work = (
-        # per element: t (x or 1 - x), log prefactor, log x, log(1 - x), the tail's delta, 1 - t,
-        # prefactor
-        np.empty((7, _BLOCK)),
-        np.empty(_BLOCK, dtype=np.int64),  # its bin
-        np.empty(_BLOCK, dtype=np.int64),  # the elements in bin order
-        np.empty(2 * _MAX_BINS + 1, dtype=np.int64),  # bin boundaries
-        np.empty((4, _LANES)),  # one chunk's t, 1 - t, t^2, delta
-        np.empty(_STATE_SIZE),  # the lanes' state
-    )
-    outputs = (out, grad_a, grad_b, grad_x)
-    options = (want_grad, want_density, tol, tiny, huge)
+    scratch = np.empty((_SCRATCH_ROWS, _BLOCK))
+    bins = np.empty(_BLOCK, dtype=np.int64)  # each element's bin
+    order = np.empty(_BLOCK, dtype=np.int64)  # the elements in bin order
+    counts = np.empty(2 * _MAX_BINS + 1, dtype=np.int64)  # bin boundaries
+    lanes = np.empty((_LANE_ROWS, _LANES))
+    state = np.empty(_STATE_SIZE)
+    derivatives = None if grad_a is None else np.empty(_DERIVATIVES_SIZE)
+    work = (scratch, bins, order, counts)
     begin = start
     while begin < stop:
         run_end = min(stop, (begin // run_length + 1) * run_length)
         a_run = np.float64(a[(begin // layout[0, 0]) % layout[0, 1]])
         b_run = np.float64(b[(begin // layout[1, 0]) % layout[1, 1]])
-        terms = parameter_terms(a_run, b_run, want_grad)
+        # What all x of the run share (``parameter_terms``).
+        log_beta = math.nan if math.isinf(a_run + b_run) else log_beta_function(a_run, b_run)
+        psi_a = psi_b = psi_ab = 0.0
+        if grad_a is not None:
+            psi_a, psi_b, psi_ab = digamma(a_run), digamma(b_run), digamma(a_run + b_run)
         for block in range(begin, run_end, _BLOCK):
-            end = min(run_end, block + _BLOCK)
-            _block(a_run, b_run, terms, x, block, end, outputs, options, work)
+            size = min(run_end, block + _BLOCK) - block
+            per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
+            _prefactors(a_run, b_run, log_beta, x, block, size, scratch, grad_x, huge)
+            _sort_into_bins(
+                a_run,
+                b_run,
+                log_beta,
+                block,
+                size,
+                per_side,
+                work,
+                out,
+                grad_a,
+                grad_b,
+                grad_x,
+                tiny,
+                huge,
+            )
+            first_of_bin = 0
+            for c in range(2 * per_side):
+                end_of_bin = counts[c]
+                reflected = c >= per_side
+                p, q = (b_run, a_run) if reflected else (a_run, b_run)
+                psi = (psi_b, psi_a, psi_ab) if reflected else (psi_a, psi_b, psi_ab)
+                for first in range(first_of_bin, end_of_bin, _LANES):
+                    filled = min(_LANES, end_of_bin - first)
+                    _gather(scratch, order, first, filled, reflected, lanes)
+                    _fraction_lanes(p, q, lanes, tol, state, derivatives)
+                    _lane_results(p, q, psi, lanes, state, derivatives)
+                    _store_results(
+                        p,
+                        q,
+                        psi,
+                        block,
+                        order,
+                        first,
+                        filled,
+                        reflected,
+                        lanes,
+                        state,
+                        derivatives,
+                        out,
+                        grad_a,
+                        grad_b,
+                    )
+                first_of_bin = end_of_bin
         begin = run_end
 
 
@@ -448,13 +551,25 @@ def betainc(
     if call.numel:
         run_length = shared_run_length(call, min_run)
         if run_length:
-            kernel, extra = _runs_kernel, (run_length,)
-        else:
-            kernel, extra = elementwise_kernel, ()
-        kernel_args = (*call.arrays, call.layout, *extra, *call.out_arrays, *call.options)
-        run_in_threads(kernel, kernel_args, call.numel)
-        if run_length:
+            want_grad_ab, want_grad_x, tol, tiny, huge = call.options
+            out, grad_a, grad_b, grad_x = call.out_arrays
+            kernel_args = (
+                *call.arrays,
+                call.layout,
+                run_length,
+                out,
+                grad_a if want_grad_ab else None,
+                grad_b if want_grad_ab else None,
+                grad_x if want_grad_x else None,
+                tol,
+                tiny,
+                huge,
+            )
+            run_in_threads(_runs_kernel, kernel_args, call.numel)
             _finish_deferred(call)
+        else:
+            kernel_args = (*call.arrays, call.layout, *call.out_arrays, *call.options)
+            run_in_threads(elementwise_kernel, kernel_args, call.numel)
     return call.outputs
 
 

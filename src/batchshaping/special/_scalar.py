@@ -216,6 +216,121 @@ def two_product(a, b):
     return p, _fused_multiply_add(a, b, -p)
 
 
+@intrinsic
+def _bits_of(typingctx, value):
+    """The bits of a float64 as an int64."""
+    signature = types.int64(types.float64)
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], ir.IntType(64))
+
+    return signature, codegen
+
+
+@intrinsic
+def _float_of(typingctx, bits):
+    """The float64 whose bits are those of an int64."""
+    signature = types.float64(types.int64)
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], ir.DoubleType())
+
+    return signature, codegen
+
+
+# log, log1p and exp in plain arithmetic (fdlibm's algorithms, within 0.9 ulp; the C library's are
+# within 0.52), without branches or calls: a loop over many elements that calls them compiles to
+# SIMD instructions, where one that calls the C library's functions runs one element at a time.
+_LN2_HI = 6.93147180369123816490e-01  # its last 32 bits zero: k * _LN2_HI is exact for |k| < 2^20
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+# Added to a number of magnitude below 2^51, rounds it to an integer, held in its low bits.
+_ROUND = 6755399441055744.0  # 1.5 * 2^52
+_ROUND_BITS = 0x4338000000000000
+# fdlibm's minimax coefficients of log(1 + f) = 2s + s R(s^2), s = f / (2 + f), and of exp.
+_LOG_R = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+_EXP_P = (
+    1.66666666666666019037e-01,
+    -2.77777777770155933842e-03,
+    6.61375632143793436117e-05,
+    -1.65339022054652515390e-06,
+    4.13813679705723846039e-08,
+)
+
+
+@jit
+def _log_reduced(k, f, c):
+    """k log 2 + log(1 + f) + c for |f| < 0.4143 and a small correction c (fdlibm)."""
+    s = f / (2.0 + f)
+    z = s * s
+    r = z * (
+        _LOG_R[0]
+        + z
+        * (
+            _LOG_R[1]
+            + z * (_LOG_R[2] + z * (_LOG_R[3] + z * (_LOG_R[4] + z * (_LOG_R[5] + z * _LOG_R[6]))))
+        )
+    )
+    half_square = 0.5 * f * f
+    return k * _LN2_HI - ((half_square - (s * (half_square + r) + (k * _LN2_LO + c))) - f)
+
+
+@jit
+def _split(u):
+    """(k, m - 1) with u = 2^k m and m in [0.7071, 1.4142), for a positive normal u."""
+    bits = _bits_of(u)
+    high = bits >> 32
+    mantissa = high & 0x000FFFFF
+    up = mantissa >= 0x6A09E  # m / 2 rather than m
+    k = (high >> 20) - 1023 + (1 if up else 0)
+    reduced = ((mantissa | (0x3FE00000 if up else 0x3FF00000)) << 32) | (bits & 0xFFFFFFFF)
+    return float(k), _float_of(reduced) - 1.0
+
+
+@jit
+def simd_log(x):
+    """log(x) for a positive finite x (subnormal too), within 0.9 ulp, branch-free."""
+    tiny = x < 2.2250738585072014e-308
+    k, f = _split(x * 18014398509481984.0 if tiny else x)  # 2^54
+    return _log_reduced(k - 54.0 if tiny else k, f, 0.0)
+
+
+@jit
+def simd_log1p(z):
+    """log(1 + z) for -1 < z < 2^53, within 0.9 ulp, branch-free."""
+    u = 1.0 + z
+    k, f = _split(u)
+    # The rounding error of u relative to u (fdlibm's correction term), from whichever
+    # difference is exact.
+    c = ((1.0 - (u - z)) if u >= 2.0 else (z - (u - 1.0))) / u
+    near = -0.2929 < z < 0.41422  # 1 + z itself lies in the reduced range: nothing rounded
+    return _log_reduced(0.0 if near else k, z if near else f, 0.0 if near else c)
+
+
+@jit
+def simd_exp(v):
+    """exp(v) for -708 <= v <= 709.78 (clamped to that range), within 0.9 ulp, branch-free."""
+    v = min(max(v, -708.0), 709.78)
+    shifted = v * _INV_LN2 + _ROUND
+    k = shifted - _ROUND  # v / log 2 rounded to an integer
+    high = v - k * _LN2_HI
+    low = k * _LN2_LO
+    r = high - low
+    t = r * r
+    c = r - t * (_EXP_P[0] + t * (_EXP_P[1] + t * (_EXP_P[2] + t * (_EXP_P[3] + t * _EXP_P[4]))))
+    y = 1.0 - ((low - (r * c) / (2.0 - c)) - high)
+    # y 2^(k - 1) 2: k runs from -1021 to 1024, and 2^1024 itself is not a float64.
+    return y * _float_of((_bits_of(shifted) - _ROUND_BITS + 1022) << 52) * 2.0
+
+
 @jit
 def mean_offset(a, b, x, y):
     """delta = a - (a + b) x = (a + b) y - b, to a few ulp of delta, with y = 1 - x.
