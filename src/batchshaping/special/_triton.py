@@ -11,22 +11,26 @@ CPU tensors exactly the code the GPU runs:
   20,000 points (a, b log-uniform in [1e-3, 1e3]) against scipy, bound 2e-7: all in float32,
   worst error 1.1e-5 (4,730 points over the bound); the prefactor and log B in float64 and the
   loops in float32, 3.2e-6 (89 over); all in float64, 3.5e-8 (none), the output's rounding;
-- the prefactor ``x^a (1-x)^b / B(a, b)`` in log space, in Loader's saddle-point form when a and
-  b are both large; log Gamma and digamma by shifting the argument up, then Stirling's series;
+- the mathematics of the CPU kernels over the whole float range (``_triton_math`` and
+  ``_triton_expansion`` hold it in ``tl.*`` form): delta = a - (a + b) x without rounding error,
+  the prefactor ``x^a (1-x)^b / B(a, b)`` in log space in ``_scalar``'s three forms (Loader's
+  deviances from delta where both parameters are large), log Gamma and digamma by shifting the
+  argument up, then Stirling's series;
 - the reflection ``I_x(a, b) = 1 - I_{1-x}(b, a)`` past ``x = (a + 1) / (a + b + 2)``;
 - each element of the interior falls in one *region*, computed by its own loop and stored by
-  it: the power series where ``b x <= 1`` and ``x <= 0.95``, the continued fraction elsewhere.
-  A loop runs while any element of its block is unfinished (a per-block early exit); finished
-  elements stay frozen. Another method (a large-parameter expansion, say) would be one more
-  region: a mask, a function, a store.
-- Both loops are differentiated term by term in a and b and their stopping rule watches the
+  it: the power series where ``b x <= 1`` and ``x <= 0.95`` (as the log of I where a parameter
+  is tiny), Temme's uniform asymptotic expansion where both parameters are at least
+  ``TEMME_MIN`` near the mean, the odd part of the continued fraction elsewhere. A loop runs
+  while any element of its block is unfinished (a per-block early exit); finished elements stay
+  frozen.
+- The loops are differentiated term by term in a and b and their stopping rule watches the
   derivative terms too (for integer b a term or numerator is exactly zero, which stops the
   value but not its b derivative).
 
-Where the series or the fraction has not converged after ``MAX_TERMS`` terms (a and b beyond
-about 1e9 near the mode), the value and its a, b derivatives are NaN: never a wrong finite
-number. Broadcast inputs (one prior, per-group parameters of shape (G, 1)) are read in place
-with the (divisor, modulus) layout of :func:`batchshaping.special._cpu_host.flat_layout`.
+Where a loop has not finished after ``MAX_TERMS`` terms, the value and its a, b derivatives are
+NaN: never a wrong finite number (no row of the whole-range oracle table, a and b up to 2.4e286,
+needs that many). Broadcast inputs (one prior, per-group parameters of shape (G, 1)) are read in
+place with the (divisor, modulus) layout of :func:`batchshaping.special._cpu_host.flat_layout`.
 """
 
 from __future__ import annotations
