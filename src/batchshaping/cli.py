@@ -403,7 +403,7 @@ def _add_gates_experiment(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     experiment.add_argument(
-        "--quick", action="store_true", help="a smoke run: a small model, 2 epochs, fewer images"
+        "--quick", action="store_true", help="a smoke run: a small model, 5 epochs, fewer images"
     )
     experiment.add_argument(
         "--json",
