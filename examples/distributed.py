@@ -106,6 +106,10 @@ def train(steps: int, batch: int) -> None:
         same = all(torch.equal(value, everyone[0]) for value in everyone)
         print(f"the {world} ranks' batch-shaping losses are identical: {same}")
     measure(shaping, gates.detach(), rank, world, [batch + 4 * r for r in range(world)])
+    # Tear down together: every rank past its last collective, DDP's reducer (which holds the
+    # group and its threads' work) released, then the group destroyed on every rank.
+    del model, optimizer
+    dist.barrier()
     dist.destroy_process_group()
 
 
