@@ -22,6 +22,7 @@ earlier steps.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
 import struct
@@ -106,9 +107,11 @@ def train(steps: int, batch: int) -> None:
         same = all(torch.equal(value, everyone[0]) for value in everyone)
         print(f"the {world} ranks' batch-shaping losses are identical: {same}")
     measure(shaping, gates.detach(), rank, world, [batch + 4 * r for r in range(world)])
-    # Tear down together: every rank past its last collective, DDP's reducer (which holds the
-    # group and its threads' work) released, then the group destroyed on every rank.
+    # Tear down together: DDP's reducer (which holds the group, in reference cycles that only
+    # the garbage collector frees) released now rather than during the interpreter's shutdown,
+    # every rank past its last collective, then the group destroyed on every rank.
     del model, optimizer
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 
