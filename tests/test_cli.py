@@ -37,25 +37,10 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "batchshaping.cli"]
 
 
-def run(arguments: list[str], folder: Path, capsys) -> tuple[int, str, str]:
-    """``batchshaping <arguments>`` in this process, from ``folder``."""
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        try:
-            status = cli.main(arguments)
-        except SystemExit as exit:
-            status = exit.code
-    finally:
-        os.chdir(cwd)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 @pytest.mark.parametrize("name", list(DEMOS))
-def test_demo_trains_and_prints_the_final_loss_last(tmp_path, capsys, name):
+def test_demo_trains_and_prints_the_final_loss_last(tmp_path, run_cli, name):
     arguments = ["demo", *DEMOS[name], "--steps", "3", "--points", "60", "--no-render"]
-    status, stdout, stderr = run(arguments, tmp_path, capsys)
+    status, stdout, stderr = run_cli(arguments, tmp_path)
     assert status == 0, stderr
     last_line = stdout.strip().splitlines()[-1]
     match = FINAL_LOSS.fullmatch(last_line)
@@ -67,12 +52,12 @@ def test_demo_trains_and_prints_the_final_loss_last(tmp_path, capsys, name):
         assert "group loss:" in stdout and "hyperprior loss:" in stdout
 
 
-def test_beta_demo_reproduces_the_original_notebook(tmp_path, capsys):
+def test_beta_demo_reproduces_the_original_notebook(tmp_path, run_cli):
     """The notebook's Beta(2, 6) example: the original's code ends at 2.44e-6 in 100 steps."""
     finals = {}
     for extra in ([], ["--exact-gradient"]):
         arguments = ["demo", "beta", "--a", "2", "--b", "6", "--steps", "100", "--no-render"]
-        status, stdout, stderr = run([*arguments, *extra], tmp_path, capsys)
+        status, stdout, stderr = run_cli([*arguments, *extra], tmp_path)
         assert status == 0, stderr
         finals[bool(extra)] = float(FINAL_LOSS.fullmatch(stdout.strip().splitlines()[-1])[1])
     assert finals[False] <= 1.5 * 2.44e-6
@@ -111,12 +96,10 @@ def gif_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
         return image.n_frames, image.size
 
 
-def test_rendering_writes_one_frame_per_step(tmp_path, capsys):
+def test_rendering_writes_one_frame_per_step(tmp_path, run_cli):
     pytest.importorskip("matplotlib")
-    status, stdout, stderr = run(
-        ["demo", *DEMOS["normal"], "--steps", "4", "--points", "50", "--out", "fit.gif"],
-        tmp_path,
-        capsys,
+    status, stdout, stderr = run_cli(
+        ["demo", *DEMOS["normal"], "--steps", "4", "--points", "50", "--out", "fit.gif"], tmp_path
     )
     assert status == 0, stderr
     assert gif_frames_and_size(tmp_path / "fit.gif") == (4, (700, 850))
@@ -125,12 +108,10 @@ def test_rendering_writes_one_frame_per_step(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.gif"]  # no temporary left
 
 
-def test_png_is_the_last_frame(tmp_path, capsys):
+def test_png_is_the_last_frame(tmp_path, run_cli):
     pytest.importorskip("matplotlib")
-    status, _, stderr = run(
-        ["demo", *DEMOS["symbeta"], "--steps", "2", "--points", "50", "--out", "fit.PNG"],
-        tmp_path,
-        capsys,
+    status, _, stderr = run_cli(
+        ["demo", *DEMOS["symbeta"], "--steps", "2", "--points", "50", "--out", "fit.PNG"], tmp_path
     )
     assert status == 0, stderr
     from PIL import Image
@@ -139,18 +120,18 @@ def test_png_is_the_last_frame(tmp_path, capsys):
         assert (image.format, image.size) == ("PNG", (700, 850))
 
 
-def test_generalized_rendering_draws_every_other_step_and_the_last(tmp_path, capsys):
+def test_generalized_rendering_draws_every_other_step_and_the_last(tmp_path, run_cli):
     pytest.importorskip("matplotlib")
     arguments = ["demo", "gbas", "--steps", "4", "--points", "40", "--out", "gbas.gif"]
-    status, _, stderr = run(arguments, tmp_path, capsys)
+    status, _, stderr = run_cli(arguments, tmp_path)
     assert status == 0, stderr
     assert gif_frames_and_size(tmp_path / "gbas.gif") == (3, (900, 480))  # steps 1, 3, 4
 
 
-def test_every_chooses_the_frames(tmp_path, capsys):
+def test_every_chooses_the_frames(tmp_path, run_cli):
     pytest.importorskip("matplotlib")
     arguments = [*DEMOS["normal"], "--steps", "7", "--points", "30", "--every", "3"]
-    status, _, stderr = run(["demo", *arguments, "--out", "fit.gif"], tmp_path, capsys)
+    status, _, stderr = run_cli(["demo", *arguments, "--out", "fit.gif"], tmp_path)
     assert status == 0, stderr
     assert gif_frames_and_size(tmp_path / "fit.gif")[0] == 3  # steps 1, 4, 7
 
@@ -205,9 +186,9 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("arguments", "option"), BAD_INPUT, ids=" ".join)
 def test_bad_input_exits_2_naming_the_option_and_writes_nothing(
-    tmp_path, capsys, arguments, option
+    tmp_path, run_cli, arguments, option
 ):
-    status, stdout, stderr = run(["demo", *arguments], tmp_path, capsys)
+    status, stdout, stderr = run_cli(["demo", *arguments], tmp_path)
     assert status == 2
     assert stdout == ""
     lines = stderr.strip().splitlines()
@@ -216,8 +197,8 @@ def test_bad_input_exits_2_naming_the_option_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_help_lists_the_priors_and_options(capsys, tmp_path):
-    status, stdout, _ = run(["demo", "--help"], tmp_path, capsys)
+def test_help_lists_the_priors_and_options(run_cli, tmp_path):
+    status, stdout, _ = run_cli(["demo", "--help"], tmp_path)
     assert status == 0
     for name in ["beta", "symbeta", "relaxed-bernoulli", "normal", "gbas"]:
         assert name in stdout

@@ -11,14 +11,8 @@ import torch
 from batchshaping import GeneralizedBatchShaping, Prior, batch_shaping_loss, gbas_loss
 from batchshaping.distributions import Beta, RelaxedBernoulli
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 500 points per step: threads only add contention on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# 500 points per step: threads only add contention on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def fit(loss_fn, steps: int, lr: float, init_range: float, seed: int = 42) -> float:

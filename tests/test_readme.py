@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
@@ -42,14 +41,6 @@ EXAMPLES = _examples()
 
 def test_the_readme_has_examples_with_outputs():
     assert sum(expected is not None for _, _, expected in EXAMPLES) >= 8
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(

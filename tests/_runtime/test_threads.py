@@ -30,14 +30,6 @@ def _losses(seed: int) -> list[float]:
     ]
 
 
-@pytest.fixture
-def two_threads():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(saved)
-
-
 def _in_child(connection, package_threads):
     torch.set_num_threads(1)  # as DataLoader workers do: torch's own threads do not survive
     with threads.limit(package_threads):
@@ -89,16 +81,11 @@ def test_two_python_threads_get_what_each_would_get_alone(two_threads):
         assert all(result == alone[seed] for result in found[seed]), seed
 
 
-def test_one_torch_thread_means_no_pool(monkeypatch):
-    saved = torch.get_num_threads()
+def test_one_torch_thread_means_no_pool(monkeypatch, one_thread):
     submitted = []
     original = threads._submit
     monkeypatch.setattr(threads, "_submit", lambda *args: submitted.append(1) or original(*args))
-    torch.set_num_threads(1)
-    try:
-        _losses(3)
-    finally:
-        torch.set_num_threads(saved)
+    _losses(3)
     assert submitted == []
 
 

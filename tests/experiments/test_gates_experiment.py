@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
-from batchshaping import cli
 from batchshaping.experiments import gates
 
 pytest.importorskip("sklearn")
@@ -19,34 +16,14 @@ QUICK = gates.default_config("digits", quick=True)
 METRICS = ("accuracy", "macs", "gates_on", "always_on", "always_off", "conditional")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small batches: a second thread only adds contention on a busy machine. The determinism
-    # checks compare runs at the same thread count, as the experiment's guarantee says.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small batches: a second thread only adds contention on a busy machine. The determinism
+# checks compare runs at the same thread count, as the experiment's guarantee says.
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.fixture(scope="module")
 def digits():
     return gates.load_dataset(QUICK)
-
-
-def run(arguments: list[str], folder: Path, capsys) -> tuple[int, str, str]:
-    """``batchshaping <arguments>`` in this process, from ``folder``."""
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        try:
-            status = cli.main(arguments)
-        except SystemExit as exit:
-            status = exit.code
-    finally:
-        os.chdir(cwd)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def test_digits_are_read_and_split_once(digits):
@@ -101,11 +78,9 @@ def test_the_l0_penalty_closes_gates_that_none_leaves_open(digits):
     assert l0["gates_on"] < none["gates_on"]
 
 
-def test_command_writes_json_and_figures_and_one_entry_reproduces_the_full_run(tmp_path, capsys):
-    status, stdout, stderr = run(
-        ["gates-experiment", "--quick", "--dataset", "digits", "--json", "all.json"],
-        tmp_path,
-        capsys,
+def test_command_writes_json_and_figures_and_one_entry_reproduces_the_full_run(tmp_path, run_cli):
+    status, stdout, stderr = run_cli(
+        ["gates-experiment", "--quick", "--dataset", "digits", "--json", "all.json"], tmp_path
     )
     assert status == 0, stderr
     assert "batch_shaping_l0 (3 seeds)" in stdout
@@ -124,7 +99,7 @@ def test_command_writes_json_and_figures_and_one_entry_reproduces_the_full_run(t
     for name in ("all_gate_usage.png", "all_accuracy_macs.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
-    status, _, stderr = run(
+    status, _, stderr = run_cli(
         [
             "gates-experiment",
             "--quick",
@@ -138,7 +113,6 @@ def test_command_writes_json_and_figures_and_one_entry_reproduces_the_full_run(t
             "one.json",
         ],
         tmp_path,
-        capsys,
     )
     assert status == 0, stderr
     one = json.loads((tmp_path / "one.json").read_text())
@@ -160,20 +134,20 @@ def test_command_writes_json_and_figures_and_one_entry_reproduces_the_full_run(t
     ],
 )
 def test_bad_input_exits_2_naming_the_option_and_writes_nothing(
-    tmp_path, capsys, arguments, option
+    tmp_path, run_cli, arguments, option
 ):
-    status, _, stderr = run(["gates-experiment", "--quick", *arguments], tmp_path, capsys)
+    status, _, stderr = run_cli(["gates-experiment", "--quick", *arguments], tmp_path)
     assert status == 2
     assert option in stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_missing_data_set_names_the_extra_to_install(tmp_path, capsys, monkeypatch):
+def test_a_missing_data_set_names_the_extra_to_install(tmp_path, run_cli, monkeypatch):
     entry = ("batchshaping_not_installed", *gates.DATASETS["mnist"][1:])
     monkeypatch.setitem(gates.DATASETS, "mnist", entry)
     with pytest.raises(ValueError, match=r'pip install "batchshaping\[gates\]"'):
         gates.load_dataset(gates.default_config("mnist"))
-    status, _, stderr = run(["gates-experiment", "--quick"], tmp_path, capsys)
+    status, _, stderr = run_cli(["gates-experiment", "--quick"], tmp_path)
     assert status == 2
     assert "--dataset" in stderr and 'pip install "batchshaping[gates]"' in stderr
     assert list(tmp_path.iterdir()) == []
