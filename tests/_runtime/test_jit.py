@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from batchshaping import betainc
@@ -37,3 +38,20 @@ def test_the_stamp_follows_the_contents_of_every_source(tmp_path, monkeypatch):
 def test_the_kernel_sources_are_the_files_numba_compiles():
     names = {path.name for path in jit.kernel_sources()}
     assert {"_scalar.py", "_cpu_elementwise.py", "_cpu_shared.py", "_ranking_kernels.py"} <= names
+
+
+def test_a_callee_called_from_python_raises_instead_of_crashing():
+    """Helpers compiled without a wrapper for Python (``callee``) raise TypeError when Python
+    calls them, and work from compiled code."""
+
+    @jit.callee
+    def twice(value):
+        return 2.0 * value
+
+    @jit.jit
+    def caller(value):
+        return twice(value) + 1.0
+
+    assert caller(3.0) == 7.0
+    with pytest.raises(TypeError, match="twice is compiled only to be called"):
+        twice(3.0)

@@ -1,4 +1,5 @@
-"""The package's thread pool: follows torch's thread count, survives fork, serves two threads."""
+"""The package's threads: follow torch's thread count, survive fork, serve two Python threads;
+kernels with a C entry point run on torch's OpenMP threads where it has them."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _losses(seed: int) -> list[float]:
 def _in_child(connection, package_threads):
     torch.set_num_threads(1)  # as DataLoader workers do: torch's own threads do not survive
     with threads.limit(package_threads):
-        connection.send(_losses(0))
+        connection.send((_losses(0), threads.team.available()))
     connection.close()
 
 
@@ -54,8 +55,10 @@ def test_a_forked_child_computes_the_same_losses(two_threads, package_threads, m
         child.kill()
     child.join(10)
     assert finished, "the forked child hung"
+    losses, teams = receiver.recv()
     # float32 sums of 400,000 terms: torch's reductions add in another order on one thread.
-    assert receiver.recv() == pytest.approx(expected, rel=1e-5)
+    assert losses == pytest.approx(expected, rel=1e-5)
+    assert teams == ("pool",), "a forked child must not use OpenMP's threads"
     assert child.exitcode == 0
 
 
@@ -101,3 +104,61 @@ def test_run_tasks_runs_every_task_once_and_raises_the_first_error():
         threads.run_tasks([fail, lambda: None, lambda: None], threads=2)
     with pytest.raises(ValueError, match="threads must be an int >= 1"), threads.limit(0):
         pass
+
+
+_NEEDS_OPENMP = pytest.mark.skipif(
+    "openmp" not in threads.team.available(), reason="torch has no OpenMP runtime here"
+)
+
+
+@_NEEDS_OPENMP
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_betainc_runs_on_torchs_openmp_threads_and_agrees_with_the_pool(
+    two_threads, monkeypatch, dtype
+):
+    """Runs of shared parameters go to GOMP_parallel with the package's thread count; the
+    package's pool gives the same bits."""
+    teams = []
+    parallel = threads._openmp_parallel()
+    monkeypatch.setattr(
+        threads,
+        "_openmp_parallel",
+        lambda: lambda *args: teams.append(args[2]) or parallel(*args),
+    )
+    generator = torch.Generator().manual_seed(5)
+    grid = torch.rand(3, N // 3, generator=generator, dtype=dtype).requires_grad_()
+    a = torch.tensor([0.7, 2.0, 40.0], dtype=dtype)[:, None].requires_grad_()
+    b = torch.tensor(6.0, dtype=dtype, requires_grad=True)
+
+    def results():
+        value = betainc(a, b, grid)
+        gradients = torch.autograd.grad(value.sum(), (a, b, grid))
+        return [value.detach(), *gradients]
+
+    on_openmp = results()
+    assert teams and all(count == 2 for count in teams)
+    teams.clear()
+    with threads.team.use("pool"):
+        on_pool = results()
+    assert not teams
+    for got, expected in zip(on_openmp, on_pool, strict=True):
+        assert torch.equal(got, expected)
+
+
+def test_run_copies_calls_the_entry_once_on_each_thread(two_threads):
+    """Whichever team runs them, ``threads`` copies run, each exactly once."""
+    import numpy as np
+
+    from batchshaping._runtime.jit import c_entry
+    from batchshaping._runtime.pointers import take
+
+    @c_entry
+    def count(data):
+        take(data, 0)
+
+    for team in threads.team.available():
+        for copies in (1, 2, 5):
+            counter = np.zeros(1, dtype=np.int64)
+            with threads.team.use(team):
+                threads.run_copies(count.address, counter.ctypes.data, copies)
+            assert counter[0] == copies, (team, copies)

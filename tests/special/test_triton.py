@@ -112,6 +112,7 @@ def test_expansion_coefficients_are_the_exact_polynomials():
     rounding errors of that recurrence, 2e-13 of the coefficients' scale)."""
     from fractions import Fraction
 
+    from batchshaping._runtime.jit import jit
     from batchshaping.special import _asymptotic, _triton_expansion
 
     order = _triton_expansion.ORDER
@@ -120,9 +121,14 @@ def test_expansion_coefficients_are_the_exact_polynomials():
     for j in range(1, order + 1):
         assert len(exact[j]) == j + 1
         assert _triton_expansion.COEFFICIENTS[j - 1] == tuple(float(c) for c in exact[j]), j
+
+    @jit
+    def extend(rho, scratch):
+        _asymptotic._extend_coefficients(rho, order, scratch)
+
     for rho in (1e-9, 0.01, 0.37, 0.999, 1.0):
         scratch = _asymptotic.new_scratch()
-        _asymptotic._extend_coefficients(rho, order, scratch)
+        extend(rho, scratch)
         r = Fraction(rho)
         for j in range(1, order + 1):
             value = sum(c * r**k for k, c in enumerate(exact[j]))

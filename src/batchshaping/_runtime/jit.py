@@ -11,6 +11,12 @@ Importing this module imports numba; the modules that use it are loaded on first
 - ``error_model="numpy"``: no Python exceptions on division by zero (the kernels guard their
   divisions), so the compiled loops have no exception checks.
 
+The decorators: ``jit`` for the kernels that Python calls; ``c_entry`` for a kernel's C entry
+point, run on several threads by :func:`batchshaping._runtime.threads.run_copies`; ``callee``
+for the helpers that only compiled code calls (no wrappers to call them from Python are
+compiled, and they are not cached on their own: the kernels that call them are, with them
+inside); ``inlined`` for a function numba inlines into its one caller.
+
 numba keys a cached function on its own source file only. A kernel compiled together with the
 helpers it calls in other files (``special/_scalar.py`` for every betainc kernel) would then be
 loaded stale after a change to a helper alone: wrong numbers from an upgraded package. The cache
@@ -79,4 +85,49 @@ _locators = caching.CompileResultCacheImpl._locator_classes
 if _UserProvidedLocator not in _locators:
     _locators[:0] = [_UserProvidedLocator, _InTreeLocator]
 
-jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+# Entry points: the kernels that Python calls.
+jit = numba.njit(**_OPTIONS)
+
+_compile_callee = numba.njit(
+    **{**_OPTIONS, "cache": False}, no_cpython_wrapper=True, no_cfunc_wrapper=True
+)
+
+
+class _CalleeDispatcher(type(jit(lambda: None))):
+    """A dispatcher without an entry point from Python: calling it raises instead of jumping
+    to code that is not there."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"{self.py_func.__qualname__} is compiled only to be called from other compiled "
+            "functions (batchshaping._runtime.jit.callee)"
+        )
+
+
+def c_entry(function):
+    """The decorator of a kernel's C entry point: ``void entry(void *descriptor)``, compiled at
+    once (and cached), for :func:`batchshaping._runtime.threads.run_copies`; its address is
+    ``entry.address``."""
+    return numba.cfunc(numba.types.void(numba.types.voidptr), **_OPTIONS)(function)
+
+
+def inlined(function):
+    """The decorator of a function numba inlines into its one caller (as the body of a kernel
+    into its C entry point: compiled apart, it would be optimised twice, once alone and once
+    linked into the caller)."""
+    return numba.njit(**{**_OPTIONS, "cache": False}, inline="always")(function)
+
+
+def callee(function):
+    """The decorator of functions called only from other compiled functions.
+
+    numba builds a CPython wrapper (and a C wrapper) for every function it compiles, so that
+    Python can call it; nobody calls these helpers from Python, and skipping their wrappers
+    takes about a sixth off the compile time of a first loss with an empty cache. Calling one
+    from Python raises TypeError.
+    """
+    dispatcher = _compile_callee(function)
+    dispatcher.__class__ = _CalleeDispatcher
+    return dispatcher

@@ -8,18 +8,32 @@ while, the others take over its share instead of waiting for it.
 Threads do not survive ``os.fork()``: a child inherits the pool's bookkeeping but none of its
 threads, and would wait forever for them. The pool is dropped in the child
 (``os.register_at_fork``), which starts a fresh one on its first parallel call.
+
+Kernels with a C entry point (:func:`run_copies`) run on torch's own OpenMP threads instead,
+where torch uses GNU OpenMP (``GOMP_parallel``, which LLVM's and Intel's runtimes also export):
+after each of its parallel regions, GNU OpenMP keeps its threads spinning for a while (its
+default wait policy), and a second pool's threads, woken on the same cores meanwhile, wait for
+them: in a loop of torch operations and betainc calls on two cores, the package's pool did half
+its share of the work or less. torch's threads, already spinning, take the work at once. A
+forked child does not use them (GNU OpenMP's threads do not survive fork either): it runs on
+its own fresh pool.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
+
+from batchshaping._runtime.choice import Choice
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -111,11 +125,70 @@ def run_ranges(
     run_tasks(tasks, threads)
 
 
+# A C function taking one pointer, as the C entry points of the kernels are.
+_C_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_forked = False
+# The OpenMP runtimes that export GOMP_parallel: GNU's, LLVM's, Intel's.
+_OPENMP_LIBRARY = re.compile(r"\s(/\S*/lib(?:gomp|omp|iomp5)[^/\s]*\.so[^/\s]*)$", re.MULTILINE)
+
+
+@functools.cache
+def _openmp_parallel():
+    """``GOMP_parallel`` of the OpenMP runtime torch has loaded, or None (no such runtime: the
+    package's pool serves). Found among the process's mapped libraries (Linux), the one in
+    torch's own directory first where another library has brought a second runtime."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = set(_OPENMP_LIBRARY.findall(maps.read()))
+    except OSError:
+        return None
+    torch_directory = os.path.dirname(torch.__file__) + os.sep
+    for path in sorted(paths, key=lambda path: (not path.startswith(torch_directory), path)):
+        try:
+            function = ctypes.CDLL(path).GOMP_parallel
+        except (OSError, AttributeError):
+            continue
+        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        function.restype = None
+        return function
+    return None
+
+
+# Where :func:`run_copies` runs its copies: automatically torch's OpenMP threads where there are
+# any (``"openmp"``), else the package's pool (``"pool"``); ``with team.use("pool"): ...``
+# chooses in one thread.
+team = Choice("team")
+team.add("openmp", lambda: not _forked and _openmp_parallel() is not None)
+team.add("pool")
+
+
+def run_copies(entry: int, argument: int, threads: int) -> None:
+    """Call the C function at address ``entry`` with ``argument``, once on each of ``threads``
+    threads at the same time (the calling thread among them); return when all have returned.
+
+    The copies share out the work themselves (the kernels' entry points take pieces from a
+    counter in their argument). They run on the threads :data:`team` chooses. The GIL is
+    released meanwhile; the function must not touch Python objects.
+    """
+    function = _C_ENTRY(entry)
+    if threads <= 1:
+        function(argument)
+        return
+    chosen = team.current()
+    if chosen is None:
+        chosen = "openmp" if team.available()[0] == "openmp" else "pool"
+    if chosen == "openmp":
+        _openmp_parallel()(entry, argument, threads, 0)
+        return
+    run_tasks([lambda: function(argument)] * threads, threads)
+
+
 def _forget_pool_in_child() -> None:
-    global _pool, _pool_size, _lock
+    global _pool, _pool_size, _lock, _forked
     _pool = None
     _pool_size = 0
     _lock = threading.Lock()
+    _forked = True
 
 
 os.register_at_fork(after_in_child=_forget_pool_in_child)

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from batchshaping._runtime.jit import jit
+from batchshaping._runtime.jit import callee
 from batchshaping.special._constants import TEMME_MIN, TEMME_Z
 from batchshaping.special._scalar import deviances, log_ratio_to_mean
 
@@ -43,15 +43,14 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 SCRATCH_SHAPE = (5, _MAX_ORDER + 2)
 
 
-@jit
-def new_scratch():
-    """Scratch space for :func:`temme` (one per thread)."""
+def new_scratch() -> np.ndarray:
+    """Scratch space for :func:`temme` (one per thread), made by the host."""
     scratch = np.zeros(SCRATCH_SHAPE)
     scratch[4, 0] = math.nan
     return scratch
 
 
-@jit
+@callee
 def _extend_coefficients(rho, order, scratch):
     """Make f_0 .. f_order (and d/drho) of g = v / w available in ``scratch`` for this rho."""
     omega, omega_rho, f, f_rho = scratch[0], scratch[1], scratch[2], scratch[3]
@@ -88,7 +87,7 @@ def _extend_coefficients(rho, order, scratch):
         scratch[4, 1] = order
 
 
-@jit
+@callee
 def _correction(p, q, z, main, scale, want_grad, scratch):
     """R*(p, q, z) for p <= q and its p, q (at fixed z) and z derivatives.
 
@@ -129,7 +128,7 @@ def _correction(p, q, z, main, scale, want_grad, scratch):
     return factor * total, factor * total_p, factor * total_q, factor * total_z
 
 
-@jit
+@callee
 def temme(p, q, t, s, delta, log_t, log_s, log_power, psi, want_grad, scratch):
     """(I_t(p, q), d/dp, d/dq) by the uniform expansion; ``psi`` = (psi(p), psi(q), psi(p + q)).
 

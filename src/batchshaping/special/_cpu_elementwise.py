@@ -35,7 +35,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from batchshaping._runtime.jit import jit
+from batchshaping._runtime.jit import callee, jit
 from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch, temme
 from batchshaping.special._cpu_host import prepare, run_in_threads
 from batchshaping.special._scalar import (
@@ -66,7 +66,7 @@ _TABLE_TERMS = 64
 TABLE_ROWS = 12
 
 
-@jit
+@callee
 def _series(
     p, q, t, log_t, log_u, delta, log_power, power, sides, want_grad, tol, tables, side, length
 ):
@@ -137,7 +137,7 @@ def _series(
     return value, log_value, log_grad_p, log_grad_q
 
 
-@jit
+@callee
 def _continued_fraction(
     p, q, t, s, delta, log_t, log_u, log_power, power, psi, want_grad, tol, tables, side, length
 ):
@@ -236,7 +236,7 @@ def _continued_fraction(
     return fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q)
 
 
-@jit
+@callee
 def lower_tail(
     p,
     q,
@@ -299,7 +299,7 @@ def lower_tail(
     return value, 1.0 - value, grad_p, grad_q
 
 
-@jit
+@callee
 def _fill_tables(p, q, tables):
     """Rows 0-9: ``fraction_coefficients(p, q, k)`` by column k; rows 10, 11: 1 / (p + k), 1 / k."""
     for k in range(tables.shape[1]):
@@ -311,7 +311,7 @@ def _fill_tables(p, q, tables):
         tables[11, k] = 1.0 / k if k else 0.0
 
 
-@jit
+@callee
 def betainc_scalar(
     a, b, x, terms, want_grad, want_density, tol, tiny, huge, tables, length, scratch
 ):
@@ -359,7 +359,7 @@ def betainc_scalar(
     return value, grad_a, grad_b, density
 
 
-@jit
+@callee
 def either_tail(a, b, terms, element, lower, want_grad, tol, tables, length, scratch):
     """(I_x(a, b), dI/da, dI/db) from the tail below the mode: of (a, b, x) if ``lower``, else
     1 minus that of (b, a, 1 - x). ``terms`` is ``series_terms(a, b, want_grad)``,
@@ -409,6 +409,7 @@ def elementwise_kernel(
     tol,
     tiny,
     huge,
+    workspace,
     start,
     stop,
 ):
@@ -416,17 +417,15 @@ def elementwise_kernel(
 
     Input ``k`` of the three is read at ``(i // layout[k, 0]) % layout[k, 1]``: that covers full,
     scalar and block-broadcast inputs (per-group parameters) without materialising them.
+    ``workspace``: this call's own scratch arrays (:func:`workspace`).
     """
     # Parameters usually repeat (one prior for a batch, or per group): their terms are reused,
     # and from the second element of a run on, the loops read their coefficients from tables.
     last_a = last_b = NAN
     terms = series_terms(NAN, NAN, False)
-    tables = np.empty((2, TABLE_ROWS, _TABLE_TERMS))
-    scratch = new_scratch()
-    tables_ready = False
     # Read positions advance by counting, not by dividing at every element.
-    position = np.empty(3, dtype=np.int64)
-    within = np.empty(3, dtype=np.int64)
+    tables, scratch, position, within = workspace
+    tables_ready = False
     for k in range(3):
         position[k] = (start // layout[k, 0]) % layout[k, 1]
         within[k] = start % layout[k, 0]
@@ -467,7 +466,7 @@ def elementwise_kernel(
         _store((out, grad_a, grad_b, grad_x), i, (value, da, db, dx), want_grad_ab, want_grad_x)
 
 
-@jit
+@callee
 def _store(outputs, i, results, want_grad_ab, want_grad_x):
     """Element i of the value and of the gradients asked for."""
     out, grad_a, grad_b, grad_x = outputs
@@ -491,20 +490,33 @@ def betainc(
     call = prepare(a, b, x, want_grad_ab, want_grad_x)
     if call.numel:
         kernel_args = (*call.arrays, call.layout, *call.out_arrays, *call.options)
-        run_in_threads(elementwise_kernel, kernel_args, call.numel)
+        run_in_threads(elementwise_kernel, kernel_args, call.numel, workspace)
     return call.outputs
 
 
+def workspace(table_terms: int = _TABLE_TERMS) -> tuple:
+    """The scratch arrays of one call of :func:`elementwise_kernel` (or, with ``table_terms``
+    1, of :func:`elementwise_at`), allocated by the host (see ``run_in_threads``): the
+    coefficient tables of a run of shared parameters, the asymptotic expansion's scratch, and
+    the read positions in the three inputs."""
+    return (
+        np.empty((2, TABLE_ROWS, table_terms)),
+        new_scratch(),
+        np.empty(3, dtype=np.int64),
+        np.empty(3, dtype=np.int64),
+    )
+
+
 @jit
-def elementwise_at(a, b, x, layout, indices, outputs, options, start, stop):
+def elementwise_at(a, b, x, layout, indices, outputs, options, workspace, start, stop):
     """As :func:`elementwise_kernel` for the elements ``indices[start:stop]`` of the broadcast;
     ``outputs`` is (out, grad_a, grad_b, grad_x), ``options`` (want_grad_ab, want_grad_x, tol,
-    tiny, huge)."""
+    tiny, huge), ``workspace`` from :func:`workspace` with one table term (the tables are not
+    used)."""
     want_grad_ab, want_grad_x, tol, tiny, huge = options
     last_a = last_b = NAN
     terms = series_terms(NAN, NAN, False)
-    tables = np.empty((2, TABLE_ROWS, 1))
-    scratch = new_scratch()
+    tables, scratch, _, _ = workspace
     for j in range(start, stop):
         i = indices[j]
         a_i = np.float64(a[(i // layout[0, 0]) % layout[0, 1]])

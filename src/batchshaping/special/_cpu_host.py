@@ -104,17 +104,33 @@ def collapse_constant_parameters(call: HostCall) -> HostCall:
     return call._replace(arrays=tuple(arrays), layout=layout)
 
 
-def run_in_threads(kernel, kernel_args: tuple, numel: int) -> None:
+def threads_for(numel: int) -> int:
+    """Threads for ``numel`` elements: at most the package's count, at least _MIN_PER_THREAD
+    elements each."""
+    return max(1, min(default_threads(), numel // _MIN_PER_THREAD))
+
+
+def run_in_threads(kernel, kernel_args: tuple, numel: int, workspace=None) -> None:
     """Run ``kernel(*kernel_args, start, stop)`` over ``range(numel)`` on the package's threads.
 
     More pieces than threads: elements differ in cost, and a thread that is slowed down (a busy
-    machine) leaves its remaining pieces to the others.
+    machine) leaves its remaining pieces to the others. ``workspace``: a function that returns
+    the scratch arrays of one piece, passed before ``start`` (every piece gets its own); they
+    are allocated here rather than in the kernel, where numba's ``np.empty`` and ``np.zeros``
+    add to the compile time of a first call.
     """
-    threads = max(1, min(default_threads(), numel // _MIN_PER_THREAD))
+
+    def piece(lo: int, hi: int) -> None:
+        if workspace is None:
+            kernel(*kernel_args, lo, hi)
+        else:
+            kernel(*kernel_args, workspace(), lo, hi)
+
+    threads = threads_for(numel)
     if threads == 1:
-        kernel(*kernel_args, 0, numel)
+        piece(0, numel)
         return
-    run_ranges(lambda lo, hi: kernel(*kernel_args, lo, hi), numel, 4 * threads, threads)
+    run_ranges(piece, numel, 4 * threads, threads)
 
 
 def shared_run_length(call: HostCall, min_run: int) -> int:

@@ -28,12 +28,16 @@ from one bin at a time. Partial chunks are padded with a copy of their first ele
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+from numba import carray
 from torch import Tensor
 
-from batchshaping._runtime.jit import jit
+from batchshaping._runtime.jit import c_entry, callee, inlined
+from batchshaping._runtime.pointers import pointer, take
+from batchshaping._runtime.threads import run_copies
 from batchshaping.special._constants import (
     DIGAMMA_MIN,
     LOG_SUBNORMAL,
@@ -41,12 +45,17 @@ from batchshaping.special._constants import (
     TEMME_MIN,
     TEMME_Z,
 )
-from batchshaping.special._cpu_elementwise import elementwise_at, elementwise_kernel
+from batchshaping.special._cpu_elementwise import (
+    elementwise_at,
+    elementwise_kernel,
+)
+from batchshaping.special._cpu_elementwise import workspace as elementwise_workspace
 from batchshaping.special._cpu_host import (
     collapse_constant_parameters,
     prepare,
     run_in_threads,
     shared_run_length,
+    threads_for,
 )
 from batchshaping.special._scalar import (
     MAX_TERMS,
@@ -117,15 +126,16 @@ _STATE_SIZE = 5 * _LANES
 _DERIVATIVES_SIZE = 10 * _LANES
 
 
-@jit
-def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge):
+@callee
+def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge, large):
     """x, 1 - x, delta, log x, log(1 - x), log P and P of every element of the block, P the
     prefactor x^a (1-x)^b / B(a, b), and the density where P is a normal number.
 
     One pass without branches or calls, which compiles to SIMD instructions where both
     parameters are below STIRLING_MIN (``log_power_terms``' first form); a scalar loop over
-    ``log_power_terms`` otherwise. Values outside (0, 1), and densities where P is not a normal
-    number, are left for :func:`_sort_into_bins`.
+    ``log_power_terms`` otherwise. ``large`` is None where no run has a parameter of at least
+    STIRLING_MIN: the large-parameter forms are then not compiled. Values outside (0, 1), and
+    densities where P is not a normal number, are left for :func:`_sort_into_bins`.
     """
     small = max(a, b) < STIRLING_MIN
     for k in range(size):
@@ -140,20 +150,21 @@ def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge):
         scratch[_LOG_Y, k] = log_y
         if small:
             scratch[_LOG_POWER, k] = a * log_x + b * log_y - log_beta
-    if not small:
-        for k in range(size):
-            value = scratch[_X, k]
-            if 0.0 < value < 1.0:
-                scratch[_LOG_POWER, k] = log_power_terms(
-                    a,
-                    b,
-                    value,
-                    scratch[_Y, k],
-                    scratch[_LOG_X, k],
-                    scratch[_LOG_Y, k],
-                    log_beta,
-                    scratch[_DELTA, k],
-                )
+    if large is not None:
+        if not small:
+            for k in range(size):
+                value = scratch[_X, k]
+                if 0.0 < value < 1.0:
+                    scratch[_LOG_POWER, k] = log_power_terms(
+                        a,
+                        b,
+                        value,
+                        scratch[_Y, k],
+                        scratch[_LOG_X, k],
+                        scratch[_LOG_Y, k],
+                        log_beta,
+                        scratch[_DELTA, k],
+                    )
     for k in range(size):
         power = simd_exp(scratch[_LOG_POWER, k])
         scratch[_POWER, k] = power
@@ -162,7 +173,7 @@ def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge):
             grad_x[begin + k] = min(power / (scratch[_X, k] * scratch[_Y, k]), huge)
 
 
-@jit
+@callee
 def _sort_into_bins(
     a, b, log_beta, begin, size, per_side, work, out, grad_a, grad_b, grad_x, tiny, huge
 ):
@@ -234,7 +245,7 @@ def _sort_into_bins(
     # Now counts[c] is where bin c ends.
 
 
-@jit
+@callee
 def _gather(scratch, order, first, filled, reflected, lanes):
     """The lanes' rows for the elements ``order[first : first + filled]`` of one bin, the last
     repeated in the lanes past ``filled``; from the reflected tail (1 - x, x, -delta) if
@@ -255,7 +266,7 @@ def _gather(scratch, order, first, filled, reflected, lanes):
         lanes[_LOG_S, j] = scratch[row_log_s, k]
 
 
-@jit
+@callee
 def _fraction_lanes(p, q, lanes, tol, state, derivatives):
     """The continued fraction of I_t(p, q) in every lane, to its last convergents in ``state``.
 
@@ -357,7 +368,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
                             derivatives[row + j] *= scale
 
 
-@jit
+@callee
 def _lane_results(p, q, psi, lanes, state, derivatives):
     """I_t(p, q) and its p, q derivatives in every lane, from the fraction's last convergents:
     ``fraction_result`` where the prefactor is a normal number, with ``fraction_gradients``'
@@ -380,7 +391,7 @@ def _lane_results(p, q, psi, lanes, state, derivatives):
             lanes[_GRAD_Q, j] = power * (factor * log_grad_q)
 
 
-@jit
+@callee
 def _store_results(
     p,
     q,
@@ -440,7 +451,7 @@ def _store_results(
                 grad_a[i], grad_b[i] = grad_p, grad_q
 
 
-@jit
+@inlined
 def _runs_kernel(
     a,
     b,
@@ -454,6 +465,8 @@ def _runs_kernel(
     tol,
     tiny,
     huge,
+    large,
+    workspace,
     start,
     stop,
 ):
@@ -462,15 +475,11 @@ def _runs_kernel(
     ``x`` is read in full; parameter ``k`` (a: 0, b: 1) of element ``i`` is
     ``(i // layout[k, 0]) % layout[k, 1]``, constant on each run ``[r * run_length,
     (r + 1) * run_length)``. ``grad_a`` and ``grad_b`` (``grad_x``) are None where those
-    gradients are not asked for: the code that computes them is then not compiled.
+    gradients are not asked for, and ``large`` None where no parameter is as large as
+    STIRLING_MIN: the code that serves them is then not compiled. ``workspace``: this call's
+    own scratch arrays (``_WORKSPACE``).
     """
-    scratch = np.empty((_SCRATCH_ROWS, _BLOCK))
-    bins = np.empty(_BLOCK, dtype=np.int64)  # each element's bin
-    order = np.empty(_BLOCK, dtype=np.int64)  # the elements in bin order
-    counts = np.empty(2 * _MAX_BINS + 1, dtype=np.int64)  # bin boundaries
-    lanes = np.empty((_LANE_ROWS, _LANES))
-    state = np.empty(_STATE_SIZE)
-    derivatives = None if grad_a is None else np.empty(_DERIVATIVES_SIZE)
+    scratch, bins, order, counts, lanes, state, derivatives = workspace
     work = (scratch, bins, order, counts)
     begin = start
     while begin < stop:
@@ -485,7 +494,7 @@ def _runs_kernel(
         for block in range(begin, run_end, _BLOCK):
             size = min(run_end, block + _BLOCK) - block
             per_side = max(1, min(_MAX_BINS, size // _PER_BIN))
-            _prefactors(a_run, b_run, log_beta, x, block, size, scratch, grad_x, huge)
+            _prefactors(a_run, b_run, log_beta, x, block, size, scratch, grad_x, huge, large)
             _sort_into_bins(
                 a_run,
                 b_run,
@@ -551,26 +560,143 @@ def betainc(
     if call.numel:
         run_length = shared_run_length(call, min_run)
         if run_length:
-            want_grad_ab, want_grad_x, tol, tiny, huge = call.options
-            out, grad_a, grad_b, grad_x = call.out_arrays
-            kernel_args = (
-                *call.arrays,
-                call.layout,
-                run_length,
-                out,
-                grad_a if want_grad_ab else None,
-                grad_b if want_grad_ab else None,
-                grad_x if want_grad_x else None,
-                tol,
-                tiny,
-                huge,
-            )
-            run_in_threads(_runs_kernel, kernel_args, call.numel)
+            _run_in_lanes(call, run_length)
             _finish_deferred(call)
         else:
             kernel_args = (*call.arrays, call.layout, *call.out_arrays, *call.options)
-            run_in_threads(elementwise_kernel, kernel_args, call.numel)
+            run_in_threads(elementwise_kernel, kernel_args, call.numel, elementwise_workspace)
     return call.outputs
+
+
+# The descriptor of one call of an entry point of :func:`_runs_kernel` (int64 slots): the next
+# piece and the next workspace part (counters, from 0), the number of pieces, the elements and
+# the run length; the addresses of a and b with their sizes, of x, the layout, the four outputs
+# and the tolerances (tol, tiny, huge); then the base address of each workspace array.
+(
+    _D_PIECE,
+    _D_PART,
+    _D_PIECES,
+    _D_NUMEL,
+    _D_RUN_LENGTH,
+    _D_A,
+    _D_A_SIZE,
+    _D_B,
+    _D_B_SIZE,
+    _D_X,
+    _D_LAYOUT,
+    _D_OUT,
+    _D_OUT_A,
+    _D_OUT_B,
+    _D_OUT_X,
+    _D_OPTIONS,
+) = range(16)
+_D_WORK = 16
+# The workspace of one thread, (shape, dtype) of each array: the block's rows, each element's
+# bin, the elements in bin order, the bin boundaries, the lanes' rows, their state and their
+# derivative state (used only where the gradients in a and b are asked for).
+_WORKSPACE = (
+    ((_SCRATCH_ROWS, _BLOCK), np.float64),
+    ((_BLOCK,), np.int64),
+    ((_BLOCK,), np.int64),
+    ((2 * _MAX_BINS + 1,), np.int64),
+    ((_LANE_ROWS, _LANES), np.float64),
+    ((_STATE_SIZE,), np.float64),
+    ((_DERIVATIVES_SIZE,), np.float64),
+)
+_DESCRIPTOR_SIZE = _D_WORK + len(_WORKSPACE)
+# Bytes of each workspace array per thread (all have 8-byte elements).
+_PART_BYTES = tuple(8 * math.prod(shape) for shape, _ in _WORKSPACE)
+
+
+@functools.cache
+def _entry(real, want_grad_ab: bool, want_grad_x: bool, large: bool):
+    """The C entry point of :func:`_runs_kernel` for one kind of call: values of
+    numpy type ``real``, the gradients asked for, whether some parameter is as large as
+    STIRLING_MIN. Compiled (or loaded from numba's cache) on first use, one for each kind, so
+    that only the code a call needs is compiled.
+
+    Every thread that runs it takes a part of the workspace, then pieces of the elements until
+    none is left. (Kept by the cache: the compiled code lives as long as this object.)
+    """
+
+    @c_entry
+    def entry(data):
+        d = carray(data, (_DESCRIPTOR_SIZE,), np.int64)
+        numel = d[_D_NUMEL]
+        a = carray(pointer(d[_D_A], real), (d[_D_A_SIZE],))
+        b = carray(pointer(d[_D_B], real), (d[_D_B_SIZE],))
+        x = carray(pointer(d[_D_X], real), (numel,))
+        layout = carray(pointer(d[_D_LAYOUT], np.int64), (3, 2))
+        out = carray(pointer(d[_D_OUT], real), (numel,))
+        grad_a = carray(pointer(d[_D_OUT_A], real), (numel,)) if want_grad_ab else None
+        grad_b = carray(pointer(d[_D_OUT_B], real), (numel,)) if want_grad_ab else None
+        grad_x = carray(pointer(d[_D_OUT_X], real), (numel,)) if want_grad_x else None
+        options = carray(pointer(d[_D_OPTIONS], np.float64), (3,))
+        part = take(data, _D_PART)
+        work = d[_D_WORK:]
+        workspace = (
+            carray(pointer(work[0] + part * _PART_BYTES[0], np.float64), (_SCRATCH_ROWS, _BLOCK)),
+            carray(pointer(work[1] + part * _PART_BYTES[1], np.int64), (_BLOCK,)),
+            carray(pointer(work[2] + part * _PART_BYTES[2], np.int64), (_BLOCK,)),
+            carray(pointer(work[3] + part * _PART_BYTES[3], np.int64), (2 * _MAX_BINS + 1,)),
+            carray(pointer(work[4] + part * _PART_BYTES[4], np.float64), (_LANE_ROWS, _LANES)),
+            carray(pointer(work[5] + part * _PART_BYTES[5], np.float64), (_STATE_SIZE,)),
+            carray(pointer(work[6] + part * _PART_BYTES[6], np.float64), (_DERIVATIVES_SIZE,))
+            if want_grad_ab
+            else None,
+        )
+        pieces = d[_D_PIECES]
+        piece = take(data, _D_PIECE)
+        while piece < pieces:
+            _runs_kernel(
+                a,
+                b,
+                x,
+                layout,
+                d[_D_RUN_LENGTH],
+                out,
+                grad_a,
+                grad_b,
+                grad_x,
+                options[0],
+                options[1],
+                options[2],
+                True if large else None,
+                workspace,
+                numel * piece // pieces,
+                numel * (piece + 1) // pieces,
+            )
+            piece = take(data, _D_PIECE)
+
+    return entry
+
+
+def _run_in_lanes(call, run_length: int) -> None:
+    """Every element of ``call`` by :func:`_runs_kernel`, on the threads ``run_copies`` picks,
+    each with its own part of the workspace; more pieces than threads, so that a thread slowed
+    down (a busy machine) leaves its remaining pieces to the others."""
+    want_grad_ab, want_grad_x, tol, tiny, huge = call.options
+    a, b, x = call.arrays
+    large = bool(max(a.max(), b.max()) >= STIRLING_MIN)
+    entry = _entry(x.dtype.type, want_grad_ab, want_grad_x, large)
+    threads = threads_for(call.numel)
+    workspace = [np.empty((threads, *shape), dtype=dtype) for shape, dtype in _WORKSPACE]
+    options = np.array([tol, tiny, huge])
+    descriptor = np.zeros(_DESCRIPTOR_SIZE, dtype=np.int64)
+    addresses = [array.ctypes.data for array in (x, call.layout, *call.out_arrays, options)]
+    pieces = 1 if threads == 1 else 4 * threads
+    descriptor[_D_PIECES:_D_WORK] = [
+        pieces,
+        call.numel,
+        run_length,
+        a.ctypes.data,
+        a.size,
+        b.ctypes.data,
+        b.size,
+        *addresses,
+    ]
+    descriptor[_D_WORK:] = [array.ctypes.data for array in workspace]
+    run_copies(entry.address, descriptor.ctypes.data, threads)
 
 
 def _finish_deferred(call) -> None:
@@ -586,7 +712,7 @@ def _finish_deferred(call) -> None:
     deferred = np.flatnonzero(np.isnan(call.out_arrays[0]))
     if deferred.size:
         kernel_args = (*call.arrays, call.layout, deferred, call.out_arrays, call.options)
-        run_in_threads(elementwise_at, kernel_args, deferred.size)
+        run_in_threads(elementwise_at, kernel_args, deferred.size, lambda: elementwise_workspace(1))
 
 
 def betainc_automatic(

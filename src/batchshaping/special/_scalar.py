@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from batchshaping._runtime.jit import jit
+from batchshaping._runtime.jit import callee
 from batchshaping.special import _fraction
 from batchshaping.special._constants import (
     DIGAMMA,
@@ -50,7 +50,7 @@ MAX_TERMS = 100_000
 RESCALE_LOW, RESCALE_HIGH = 1e-100, 1e100
 
 
-@jit
+@callee
 def _digamma_series(x):
     """psi(x) - log(x) for x >= 10: -1/(2x) minus the asymptotic series in 1/x^2."""
     inv = 1.0 / x
@@ -61,7 +61,7 @@ def _digamma_series(x):
     return -0.5 * inv - series * inv2
 
 
-@jit
+@callee
 def digamma(x: float) -> float:
     """psi(x) for x > 0: recurrence up to x >= 10, then the asymptotic series."""
     result = 0.0
@@ -71,7 +71,7 @@ def digamma(x: float) -> float:
     return result + math.log(x) + _digamma_series(x)
 
 
-@jit
+@callee
 def digamma_minus_log(x):
     """psi(x) - log(x), without forming either where x is large (both grow like log x)."""
     if x >= DIGAMMA_MIN:
@@ -79,7 +79,7 @@ def digamma_minus_log(x):
     return digamma(x) - math.log(x)
 
 
-@jit
+@callee
 def log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq):
     """log t - psi(p) + psi(p + q), the p derivative of log(t^p / B(p, q)), delta = p - (p + q) t.
 
@@ -96,7 +96,7 @@ def log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq):
     return log_t - psi_p + psi_pq
 
 
-@jit
+@callee
 def stirling_error(z: float) -> float:
     """lgamma(z) - ((z - 1/2) log z - z + log(2 pi) / 2), for z >= 15."""
     inv = 1.0 / z
@@ -107,7 +107,7 @@ def stirling_error(z: float) -> float:
     )
 
 
-@jit
+@callee
 def log_beta_function(a: float, b: float) -> float:
     """log B(a, b), without the cancellation of lgamma(b) - lgamma(a + b) for large b."""
     small = min(a, b)
@@ -125,7 +125,7 @@ def log_beta_function(a: float, b: float) -> float:
     return math.lgamma(small) + difference
 
 
-@jit
+@callee
 def stirling_difference(z, h):
     """stirling_error(z + h) - stirling_error(z) for z >= 15, h >= 0, to full relative accuracy."""
     ratio = math.log1p(h / z)
@@ -139,7 +139,7 @@ def stirling_difference(z, h):
     return total
 
 
-@jit
+@callee
 def log_gamma_1p(p):
     """log Gamma(1 + p) for 0 <= p, to full relative accuracy as p -> 0 (1 + p would round)."""
     if p >= 0.2:
@@ -150,7 +150,7 @@ def log_gamma_1p(p):
     return p * (p * total - EULER_GAMMA)
 
 
-@jit
+@callee
 def log_gamma_difference(q, p):
     """log Gamma(q + p) - log Gamma(q) for q > 0 and 0 <= p, to within a few ulp of p log(q + p).
 
@@ -169,7 +169,7 @@ def log_gamma_difference(q, p):
     )
 
 
-@jit
+@callee
 def digamma_difference(q, p):
     """psi(q + p) - psi(q) for q > 0 and 0 <= p, to full relative accuracy as p -> 0."""
     total = 0.0
@@ -186,7 +186,7 @@ def digamma_difference(q, p):
     return total + ratio + p / (2.0 * q * (q + p)) - series
 
 
-@jit
+@callee
 def two_sum(a, b):
     """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth)."""
     s = a + b
@@ -209,7 +209,7 @@ def _fused_multiply_add(typingctx, a, b, c):
     return signature, codegen
 
 
-@jit
+@callee
 def two_product(a, b):
     """(p, e) with p = fl(a b) and p + e = a b exactly (for |a b| well above the subnormals)."""
     p = a * b
@@ -266,7 +266,7 @@ _EXP_P = (
 )
 
 
-@jit
+@callee
 def _log_reduced(k, f, c):
     """k log 2 + log(1 + f) + c for |f| < 0.4143 and a small correction c (fdlibm)."""
     s = f / (2.0 + f)
@@ -283,7 +283,7 @@ def _log_reduced(k, f, c):
     return k * _LN2_HI - ((half_square - (s * (half_square + r) + (k * _LN2_LO + c))) - f)
 
 
-@jit
+@callee
 def _split(u):
     """(k, m - 1) with u = 2^k m and m in [0.7071, 1.4142), for a positive normal u."""
     bits = _bits_of(u)
@@ -295,7 +295,7 @@ def _split(u):
     return float(k), _float_of(reduced) - 1.0
 
 
-@jit
+@callee
 def simd_log(x):
     """log(x) for a positive finite x (subnormal too), within 0.9 ulp, branch-free."""
     tiny = x < 2.2250738585072014e-308
@@ -303,7 +303,7 @@ def simd_log(x):
     return _log_reduced(k - 54.0 if tiny else k, f, 0.0)
 
 
-@jit
+@callee
 def simd_log1p(z):
     """log(1 + z) for -1 < z < 2^53, within 0.9 ulp, branch-free."""
     u = 1.0 + z
@@ -315,7 +315,7 @@ def simd_log1p(z):
     return _log_reduced(0.0 if near else k, z if near else f, 0.0 if near else c)
 
 
-@jit
+@callee
 def simd_exp(v):
     """exp(v) for -708 <= v <= 709.78 (clamped to that range), within 0.9 ulp, branch-free."""
     v = min(max(v, -708.0), 709.78)
@@ -331,7 +331,7 @@ def simd_exp(v):
     return y * _float_of((_bits_of(shifted) - _ROUND_BITS + 1022) << 52) * 2.0
 
 
-@jit
+@callee
 def mean_offset(a, b, x, y):
     """delta = a - (a + b) x = (a + b) y - b, to a few ulp of delta, with y = 1 - x.
 
@@ -347,7 +347,7 @@ def mean_offset(a, b, x, y):
     return (product - b) + product_error + total_error * y
 
 
-@jit
+@callee
 def log1p_minus(v):
     """v - log(1 + v) for v > -1, to full relative accuracy near 0 (Loader's series)."""
     if abs(v) >= 0.5:
@@ -366,7 +366,7 @@ def log1p_minus(v):
     return total
 
 
-@jit
+@callee
 def deviance(k, offset, mean):
     """k log(k / mean) + mean - k, given offset = k - mean (exact) and mean (rounded).
 
@@ -380,7 +380,7 @@ def deviance(k, offset, mean):
     return -offset - k * math.log(mean / k)
 
 
-@jit
+@callee
 def deviances(a, b, delta, x, y):
     """Loader's deviance of a from (a + b) x plus that of b from (a + b) y, from delta.
 
@@ -391,7 +391,7 @@ def deviances(a, b, delta, x, y):
     return deviance(a, delta, n * x) + deviance(b, -delta, n * y)
 
 
-@jit
+@callee
 def _large_and_small(big, small, log_x_big, x_small, log_x_small):
     """log(x^a y^b / B(a, b)) with (big, x_big) and (small, x_small) the parameters and their
     variables, small < 15 <= big: big log x_big + small log(big x_small) - log Gamma(small)
@@ -405,7 +405,7 @@ def _large_and_small(big, small, log_x_big, x_small, log_x_small):
     return big * log_x_big + small * log_product - math.lgamma(small) + correction
 
 
-@jit
+@callee
 def log_power_terms(a, b, x, y, log_x, log_y, log_beta, delta):
     """log(x^a y^b / B(a, b)) with y = 1 - x and delta = mean_offset(a, b, x, y).
 
@@ -433,7 +433,7 @@ def log_power_terms(a, b, x, y, log_x, log_y, log_beta, delta):
     )
 
 
-@jit
+@callee
 def fraction_start(p, q, t, s, delta):
     """The first convergent of the odd part, A_0 = 1 + d_1 = (1 + delta) / (p + 1), B_0 = 1, and
     A_0's p and q derivatives (delta = p - (p + q) t, s = 1 - t)."""
@@ -442,11 +442,11 @@ def fraction_start(p, q, t, s, delta):
     return start, (s - start) * inv, -t * inv
 
 
-fraction_coefficients = jit(_fraction.fraction_coefficients)
-fraction_step = jit(_fraction.fraction_step)
+fraction_coefficients = callee(_fraction.fraction_coefficients)
+fraction_step = callee(_fraction.fraction_step)
 
 
-@jit
+@callee
 def derivative_step(
     previous, previous_derivative, current, derivative, beta, alpha, beta_d, alpha_d
 ):
@@ -461,7 +461,7 @@ def derivative_step(
     )
 
 
-@jit
+@callee
 def convergent_derivatives(num_prev, num, den_prev, den, derivatives, step):
     """The p and q derivatives of (A_{k-1}, A_k, B_{k-1}, B_k) after step k.
 
@@ -486,7 +486,7 @@ def convergent_derivatives(num_prev, num, den_prev, den, derivatives, step):
     return num_prev_p, num_p, den_prev_p, den_p, num_prev_q, num_q, den_prev_q, den_q
 
 
-@jit
+@callee
 def fraction_gradients(tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi):
     """d/dp and d/dq of ``tail`` = I_t(p, q) = t^p u^q / (p B(p, q)) * B_n / A_n, u = 1 - t.
 
@@ -502,7 +502,7 @@ def fraction_gradients(tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, 
     return tail * (ratio_p - 1.0 / p - log_k_p), tail * (ratio_q - log_k_q)
 
 
-@jit
+@callee
 def beta_density(x, y, log_x, log_y, log_power, power, huge):
     """The Beta density x^(a-1) y^(b-1) / B(a, b) inside (0, 1), capped at ``huge``.
 
@@ -514,7 +514,7 @@ def beta_density(x, y, log_x, log_y, log_power, power, huge):
     return min(math.exp(log_power - log_x - log_y), huge)
 
 
-@jit
+@callee
 def times_value(value, log_value, factor):
     """value * factor, value = exp(log_value) > 0; in log space where value is subnormal."""
     if log_value > LOG_SUBNORMAL or factor == 0.0:
@@ -522,7 +522,7 @@ def times_value(value, log_value, factor):
     return math.copysign(math.exp(log_value + math.log(abs(factor))), factor)
 
 
-@jit
+@callee
 def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
     """(I, dI/dp, dI/dq) = P / (p K) (1, g_p, g_q), K = num / den, g the log derivatives.
 
@@ -542,7 +542,7 @@ def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
     )
 
 
-@jit
+@callee
 def negligible(log_power, p, q):
     """Whether I_t(p, q) = P / p * 2F1(p + q, 1; p + 1; t), P = exp(log_power), is below half the
     smallest subnormal: the series 2F1 is at most p + q + 2 below the mode. (p < p + q + 2:
@@ -550,7 +550,7 @@ def negligible(log_power, p, q):
     return log_power < LOG_ZERO and log_power - math.log(p) + math.log(p + q + 2.0) < LOG_ZERO
 
 
-@jit
+@callee
 def end_point_density(a, b, x, log_beta, tiny, huge):
     """The density at x = 0 or 1: where it is infinite, at the nearest normal number ``tiny``
     away, capped at ``huge``, so that gradients stay finite."""
@@ -559,7 +559,7 @@ def end_point_density(a, b, x, log_beta, tiny, huge):
     return min(math.exp((a - 1.0) * log_x + (b - 1.0) * log_y - log_beta), huge)
 
 
-@jit
+@callee
 def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
     """log(p B(p, q)), psi(1 + p) and psi(p + q) - psi(q): what the series needs to keep
     full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a number of order p).
@@ -578,7 +578,7 @@ def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
     return log_p_beta, digamma(1.0 + p), digamma_difference(q, p)
 
 
-@jit
+@callee
 def parameter_terms(a, b, want_grad):
     """What all x share for one (a, b): log B(a, b), psi(a), psi(b), psi(a + b) (the psi 0
     without ``want_grad``). All NaN for parameters that are not positive finite numbers."""
@@ -590,7 +590,7 @@ def parameter_terms(a, b, want_grad):
     return log_beta, digamma(a), digamma(b), digamma(a + b)
 
 
-@jit
+@callee
 def series_terms(a, b, want_grad):
     """``parameter_terms`` and what the series needs besides, with p = a and with p = b
     (``_small_parameter_terms``): (..., log(a B), psi(1 + a), psi(a + b) - psi(b), log(b B),

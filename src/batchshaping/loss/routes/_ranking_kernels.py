@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from batchshaping._runtime.jit import jit
+from batchshaping._runtime.jit import callee, jit
 
 _LOW_HALF = np.int64(0xFFFFFFFF)
 _MAGNITUDE = np.int64(0x7FFFFFFF)
@@ -16,7 +16,7 @@ _MAGNITUDE = np.int64(0x7FFFFFFF)
 _PADDING = np.int64(0x7FFFFFFF)
 
 
-@jit
+@callee
 def _key(bits, padding, index):
     """ordered(bits) * 2^32 + index, where ordered sorts like the float32 the bits hold.
 
@@ -73,7 +73,7 @@ def digit_counts() -> np.ndarray:
     return np.empty((_DIGITS, _BUCKETS), dtype=np.int64)
 
 
-@jit
+@callee
 def _digit(key, shift):
     """A digit of the high word of ``key``, shifted so that digits order like the signed word."""
     return (((key >> 32) + _SIGN) >> shift) & (_BUCKETS - 1)
@@ -104,7 +104,7 @@ def sort_keys(keys, buffer, backwards, counts):
         _scatter(buffer, keys, counts[d + 1], (d + 1) * _DIGIT_BITS, backwards and d < 0)
 
 
-@jit
+@callee
 def _scatter(source, target, counts, shift, backwards):
     """One stable pass: each key to the next free place of its digit's bucket."""
     total = 0
