@@ -86,11 +86,13 @@ def _series(
     total_p = 0.0  # dT / dp
     total_q = 0.0
     for n in range(1, MAX_TERMS):
+        # t * (1 / n) whether or not 1 / n is read from the tables, so that the first element
+        # of a run (no tables yet) and the next ones agree to the last bit on equal inputs.
         if n < length:
             step = t * tables[0, 11, n]
             inv = tables[side, 10, n]
         else:
-            step = t / n
+            step = t * (1.0 / n)
             inv = 1.0 / (p + n)
         factor = (n - q) * step
         term_coef_q = term_coef_q * factor - term_coef * step
