@@ -1,4 +1,4 @@
-"""What every layer of the package runs on: the numba decorator, the thread pool, named choices.
+"""What every layer of the package runs on: the numba decorators, the threads, named choices.
 
 Nothing here knows about incomplete beta functions, priors or losses.
 """

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
+from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping.distributions._logit_space import sigmoid_of_logits
 from batchshaping.distributions._support import as_value, validation_on
 from batchshaping.distributions.registry import register_prior
@@ -116,7 +117,7 @@ class Empirical(Distribution):
         """s_k + (s_{k+1} - s_k) times the fraction of its gap that (M - 1) value reaches."""
         position = as_value(value, self.samples) * (self.num_samples - 1)
         index = position.detach().floor().clamp(0, self.num_samples - 2)
-        shape = torch.broadcast_shapes(position.shape, self.batch_shape)
+        shape = broadcast_shapes(position.shape, self.batch_shape)
         low, high = self._gathered(index.long(), shape)
         return low + (high - low) * (position - index)
 
@@ -160,7 +161,7 @@ class Empirical(Distribution):
     def _gap(self, value: Tensor, with_index: bool = False):
         """The order statistics around each value, s_k <= value < s_{k+1}, and whether
         s_1 <= value < s_M (then s_{k+1} > s_k: ties are never a gap)."""
-        shape = torch.broadcast_shapes(value.shape, self.batch_shape)
+        shape = broadcast_shapes(value.shape, self.batch_shape)
         # Searched in the value's dimensions that the batch shape spans, its others flattened.
         found = self._search(value.detach().expand(shape))
         inside = (found >= 1) & (found <= self.num_samples - 1)

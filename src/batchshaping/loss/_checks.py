@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from batchshaping._runtime.shapes import broadcast_shapes
+
 Dim = int | Sequence[int] | None
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -79,7 +81,7 @@ def check_mask(mask: Tensor | None, x: Tensor) -> None:
 
 def check_prior_shape(prior: Distribution, group_shape: torch.Size) -> None:
     try:
-        fits = torch.broadcast_shapes(prior.batch_shape, group_shape) == group_shape
+        fits = broadcast_shapes(prior.batch_shape, group_shape) == group_shape
     except RuntimeError:
         fits = False
     if not fits:

@@ -148,8 +148,13 @@ class EagerSquaredDistance(torch.autograd.Function):
                 gradient = torch.zeros_like(chunk) if want_values else None
             else:
                 slope = difference.mul_(slope_scale).to(modelled.dtype)
-                found = torch.autograd.grad(modelled, inputs, slope, allow_unused=True)
-                del modelled, slope  # the prior's intermediates go before the next chunk
+                # The gradient of <F, slope>: the vector-Jacobian product with slope, taken from
+                # a scalar (autograd.grad given a tensor of output gradients imports sympy on
+                # first use, 0.4 s of a process's first loss).
+                with torch.enable_grad():
+                    weighted = torch.linalg.vecdot(modelled.flatten(), slope.flatten())
+                found = torch.autograd.grad(weighted, inputs, allow_unused=True)
+                del modelled, slope, weighted  # the prior's intermediates go before the next chunk
                 found = dict(zip(map(id, inputs), found, strict=True))
                 for accumulated, leaf in zip(grad_parameters, leaves, strict=True):
                     if accumulated is not None and found[id(leaf)] is not None:

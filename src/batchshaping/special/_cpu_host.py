@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping._runtime.threads import default_threads, run_ranges
 
 # Stop when a term changes the sum by less than this fraction; above float64's unit roundoff so
@@ -65,7 +66,7 @@ def flat_layout(t: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, tuple[int, i
 
 def prepare(a: Tensor, b: Tensor, x: Tensor, want_grad_ab: bool, want_grad_x: bool) -> HostCall:
     """The arrays, layout and outputs of one call; a, b, x share a dtype (float32 or float64)."""
-    shape = tuple(torch.broadcast_shapes(a.shape, b.shape, x.shape))
+    shape = tuple(broadcast_shapes(a.shape, b.shape, x.shape))
     dtype = x.dtype
     arrays, layout = [], np.empty((3, 2), dtype=np.int64)
     for k, t in enumerate((a, b, x)):

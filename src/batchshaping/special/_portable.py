@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping.special import _constants as constants
 from batchshaping.special._fraction import fraction_coefficients, fraction_step
 
@@ -560,7 +561,7 @@ def betainc(
     """
     out_dtype = x.dtype
     work = torch.float32 if x.device.type == "mps" else torch.float64
-    shape = torch.broadcast_shapes(a.shape, b.shape, x.shape)
+    shape = broadcast_shapes(a.shape, b.shape, x.shape)
     a, b, x = (t.to(work).expand(shape) for t in (a, b, x))
     finfo = torch.finfo(out_dtype)
 

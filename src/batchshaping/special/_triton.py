@@ -48,6 +48,7 @@ import triton.language as tl
 from torch import Tensor
 from triton import knobs
 
+from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping.special import _constants as constants
 from batchshaping.special import _fraction
 from batchshaping.special._cpu_host import TOL32, TOL64, flat_layout
@@ -528,7 +529,7 @@ def betainc(
         raise ValueError(
             f"betainc: a, b and x are on different devices: {sorted(map(str, devices))}"
         )
-    shape = tuple(torch.broadcast_shapes(a.shape, b.shape, x.shape))
+    shape = tuple(broadcast_shapes(a.shape, b.shape, x.shape))
     numel = math.prod(shape)
 
     def new(wanted: bool) -> Tensor:

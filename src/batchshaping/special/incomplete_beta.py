@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
+from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping._runtime.tracing import eager_tensors, transforming
 from batchshaping.special import kernels
 from batchshaping.special._portable import log_beta
@@ -49,7 +50,7 @@ def _betainc_op(
 def _betainc_op_fake(
     a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    shape = torch.broadcast_shapes(a.shape, b.shape, x.shape)
+    shape = broadcast_shapes(a.shape, b.shape, x.shape)
 
     def new(wanted: bool) -> Tensor:
         return x.new_empty(shape if wanted else (0,))
@@ -285,7 +286,7 @@ def _common_tensors(a, b, x) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     converted = [torch.as_tensor(v, dtype=compute, device=device) for v in values]
     try:
-        torch.broadcast_shapes(*(t.shape for t in converted))
+        broadcast_shapes(*(t.shape for t in converted))
     except RuntimeError:
         shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, converted, strict=True))
         raise BroadcastError(f"betainc: the shapes of {shapes} do not broadcast") from None

@@ -3,10 +3,11 @@
 For large inputs and priors whose CDF is a chain of torch's elementwise operations (declared
 ``chunkable`` in their traits: the relaxed Bernoulli, torch's Normal), every step of the CDF's
 forward and backward is one pass over memory; evaluated ``chunk_values`` values at a time (over
-all groups), a chunk's intermediates stay in the cache. Beta priors do not gain: their CDF is one
-fused ``betainc`` call on its own threads, which, called once per chunk between torch's
-multi-threaded operations, loses more to the handovers between the two thread pools than it
-gains from the cache. Exact, like the other routes.
+all groups), a chunk's intermediates stay in the cache. Beta priors are not chunked: their CDF
+is one fused ``betainc`` pass, which, called once per chunk between torch's multi-threaded
+operations, lost more to the handovers between threads than it gained from the cache (measured
+when it ran on the package's own pool; it now runs on torch's OpenMP threads, and chunking has
+not been measured again). Exact, like the other routes.
 """
 
 from __future__ import annotations
