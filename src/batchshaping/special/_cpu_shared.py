@@ -24,6 +24,10 @@ neither the series nor the expansion unless it needs them.
 To keep the lanes of a chunk alike in how many terms they need, the elements of a block are
 binned by where they fall between 0 and the reflection point (counting sort), and chunks are cut
 from one bin at a time. Partial chunks are padded with a copy of their first element.
+
+The kernel runs through a C entry point (:func:`_entry`, one for each kind of call), which
+``threads.run_copies`` runs on torch's own OpenMP threads where torch has them (the package's
+pool otherwise): the arrays travel as addresses in an int64 descriptor.
 """
 
 from __future__ import annotations
