@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import mpmath
@@ -42,17 +40,6 @@ TABLE = HERE / "data" / "betainc_oracle.csv"
 GRADIENT_TOLERANCE = 1e-9
 TINY = float(np.finfo(np.float64).tiny)
 SMALLEST_SUBNORMAL = 2.0**-1074
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-oracle = _load("betainc_oracle", HERE / "betainc_oracle.py")
 
 
 @functools.cache
@@ -146,9 +133,9 @@ def _some_rows(count: int, condition) -> list[dict[str, str]]:
     return chooser.sample(candidates, min(count, len(candidates)))
 
 
-def test_table_rows_recomputed_from_scratch():
+def test_table_rows_recomputed_from_scratch(betainc_oracle):
     for row in _some_rows(5, lambda row: True):
-        found, converged = oracle.betainc_with_gradients(
+        found, converged = betainc_oracle.betainc_with_gradients(
             float(row["a"]), float(row["b"]), float(row["x"])
         )
         assert converged

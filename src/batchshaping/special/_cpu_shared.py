@@ -12,14 +12,15 @@ The mathematics is that of the per-element kernel: the prefactor ``x^a (1-x)^b /
 log space from the exact offset delta = a - (a + b) x, the reflection past
 ``(a + 1) / (a + b + 2)``, the odd part of the continued fraction of Numerical Recipes (6.4.5)
 as the three-term recurrence of its convergents, differentiated in a and b, with the same
-stopping rule applied to every lane. A chunk stops once all its lanes have met it; lanes that met
-it earlier go on adding terms of a converged fraction, which changes their value by less than
-the tolerance. The power series is not needed where the tail's first parameter is at least 0.1:
-the fraction converges quickly where the series would serve (small x). Elements whose tail has a
-smaller first parameter (where only the series keeps the digits of 1 - I and of the gradients)
-and those of the asymptotic expansion's region (both parameters large, x near the mean) are left
-to the per-element kernel, in a second pass over them alone: a prior's first call compiles
-neither the series nor the expansion unless it needs them.
+stopping rule applied to every lane, tested after every fourth step. A chunk stops once all its
+lanes have met it; lanes that met it earlier go on adding terms of a converged fraction, which
+changes their value by less than the tolerance. The power series is not needed where the tail's
+first parameter is at least 0.1: the fraction converges quickly where the series would serve
+(small x). Elements whose tail has a smaller first parameter (where only the series keeps the
+digits of 1 - I and of the gradients), a first parameter above 1e6 (where the convergents must
+be rescaled at every step) and those of the asymptotic expansion's region (both parameters
+large, x near the mean) are left to the per-element kernel, in a second pass over them alone: a
+prior's first call compiles neither the series nor the expansion unless it needs them.
 
 To keep the lanes of a chunk alike in how many terms they need, the elements of a block are
 binned by where they fall between 0 and the reflection point (counting sort), and chunks are cut
@@ -92,12 +93,16 @@ _BLOCK = 16_384
 # Bins per side of the reflection point, at most; fewer for short blocks, so that chunks fill.
 _MAX_BINS = 8
 _PER_BIN = 8 * _LANES
-# How often (in steps of the fraction) the convergents are checked for drift and rescaled. Each
-# step multiplies them by at most about 4 where the fraction is used, so eight steps move them
-# by well under 1e10, far inside the rescaling bounds. For large p a step may also shrink them by
-# a factor of order 1 / p: there they are checked at every step.
+# Steps of the fraction each lane takes between tests of the stopping rule (its convergents
+# stay in registers meanwhile). ``_fraction_lanes`` writes out the coefficients of four steps.
+_STEPS = 4
+# How often (in steps of the fraction, a multiple of _STEPS) the convergents are checked for drift
+# and rescaled. Each step multiplies them by at most about 4 where the fraction is used, so eight
+# steps move them by well under 1e10, far inside the rescaling bounds. A step may also shrink them
+# by a factor of order 1 / p: tails with p above _LANES_MAX_P take the per-element path, which
+# checks at every step.
 _RESCALE_EVERY = 8
-_RESCALE_EVERY_STEP = 1e6
+_LANES_MAX_P = 1e6
 # Tails whose first parameter is below this take the per-element path (the series).
 _SERIES_BELOW = 0.1
 
@@ -112,7 +117,7 @@ _TAIL, _GRAD_P, _GRAD_Q = range(8, 11)
 _LANE_ROWS = 11
 # Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n and whether the lane has
 # converged; of the derivative state (only where the gradients in a and b are asked for): the p
-# and q derivatives of the four convergents, and of log K at the previous pair.
+# and q derivatives of the four convergents.
 _NUM_PREV, _NUM, _DEN_PREV, _DEN, _DONE = (row * _LANES for row in range(5))
 _STATE_SIZE = 5 * _LANES
 (
@@ -124,10 +129,8 @@ _STATE_SIZE = 5 * _LANES
     _NUM_Q,
     _DEN_PREV_Q,
     _DEN_Q,
-    _LOG_K_P,
-    _LOG_K_Q,
-) = (row * _LANES for row in range(10))
-_DERIVATIVES_SIZE = 10 * _LANES
+) = (row * _LANES for row in range(8))
+_DERIVATIVES_SIZE = 8 * _LANES
 
 
 @callee
@@ -187,8 +190,9 @@ def _sort_into_bins(
     Finished here: the end points, values outside [0, 1], prefactors below half the smallest
     subnormal (0 or 1), and densities where the prefactor is not a normal number. Left as NaN
     for the per-element kernel (``deferred``): tails with a first parameter below 0.1 (the
-    series) and the asymptotic expansion's region (both parameters large, |delta| within
-    TEMME_Z standard deviations of the mean, as the per-element kernel decides).
+    series) or above _LANES_MAX_P (rescaled at every step there) and the asymptotic expansion's
+    region (both parameters large, |delta| within TEMME_Z standard deviations of the mean, as
+    the per-element kernel decides).
     """
     scratch, bins, order, counts = work
     reflection = (a + 1.0) / (a + b + 2.0)
@@ -226,7 +230,7 @@ def _sort_into_bins(
         delta = scratch[_DELTA, k]
         lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
-        if first < _SERIES_BELOW or abs(delta) <= expansion_offset:
+        if first < _SERIES_BELOW or first > _LANES_MAX_P or abs(delta) <= expansion_offset:
             out[i] = math.nan
             continue
         if negligible(log_power, first, b if lower else a):  # 0 (or 1) to working precision
@@ -276,6 +280,10 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
 
     With ``derivatives`` (None where the gradients in a and b are not asked for: that code is
     then not compiled), their p and q derivatives too, and the stopping rule watches d log K.
+
+    Each lane takes ``_STEPS`` steps with its convergents in registers, then the stopping rule
+    compares the last two convergents of those steps (a lane may so take up to ``_STEPS - 1``
+    steps of a converged fraction more than it needs).
     """
     inv = 1.0 / (p + 1.0)
     for j in range(_LANES):
@@ -288,77 +296,70 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
         for j in range(_DERIVATIVES_SIZE):
             derivatives[j] = 0.0
         for j in range(_LANES):
-            derivatives[_LOG_K_P + j] = math.inf
-            derivatives[_LOG_K_Q + j] = math.inf
             _, derivatives[_NUM_P + j], derivatives[_NUM_Q + j] = fraction_start(
                 p, q, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j]
             )
-    every = 1 if p > _RESCALE_EVERY_STEP else _RESCALE_EVERY
-    for k in range(1, MAX_TERMS):
-        coefficients = fraction_coefficients(p, q, k)
+    for k in range(1, MAX_TERMS, _STEPS):
+        batch = (
+            fraction_coefficients(p, q, k),
+            fraction_coefficients(p, q, k + 1),
+            fraction_coefficients(p, q, k + 2),
+            fraction_coefficients(p, q, k + 3),
+        )
         remaining = 0
         for j in range(_LANES):
-            step = fraction_step(
-                lanes[_T, j], lanes[_S, j], lanes[_T2, j], lanes[_OFFSET, j], k, coefficients
-            )
-            beta, alpha = step[0], step[1]
+            t, s, t2, offset = lanes[_T, j], lanes[_S, j], lanes[_T2, j], lanes[_OFFSET, j]
             num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
             den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
-            new_num = beta * num + alpha * num_prev
-            new_den = beta * den + alpha * den_prev
-            # |K_k - K_{k-1}| <= tol |K_k|, cross-multiplied as in the per-element kernel.
-            cross = new_num * den
-            converged = abs(cross - num * new_den) <= tol * abs(cross)
+            last_num, last_den = num, den
+            grads = last_grads = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             if derivatives is not None:
-                (
-                    num_prev_p,
-                    num_p,
-                    den_prev_p,
-                    den_p,
-                    num_prev_q,
-                    num_q,
-                    den_prev_q,
-                    den_q,
-                ) = convergent_derivatives(
-                    num_prev,
-                    num,
-                    den_prev,
-                    den,
-                    (
-                        derivatives[_NUM_PREV_P + j],
-                        derivatives[_NUM_P + j],
-                        derivatives[_DEN_PREV_P + j],
-                        derivatives[_DEN_P + j],
-                        derivatives[_NUM_PREV_Q + j],
-                        derivatives[_NUM_Q + j],
-                        derivatives[_DEN_PREV_Q + j],
-                        derivatives[_DEN_Q + j],
-                    ),
-                    step,
+                grads = (
+                    derivatives[_NUM_PREV_P + j],
+                    derivatives[_NUM_P + j],
+                    derivatives[_DEN_PREV_P + j],
+                    derivatives[_DEN_P + j],
+                    derivatives[_NUM_PREV_Q + j],
+                    derivatives[_NUM_Q + j],
+                    derivatives[_DEN_PREV_Q + j],
+                    derivatives[_DEN_Q + j],
                 )
-                # d log K = dA / A - dB / B over one division, tested in every lane at every
-                # step.
-                inverse = 1.0 / (new_num * new_den)
-                log_k_p = (num_p * new_den - den_p * new_num) * inverse
-                log_k_q = (num_q * new_den - den_q * new_num) * inverse
+            for i in range(_STEPS):
+                step = fraction_step(t, s, t2, offset, k + i, batch[i])
+                beta, alpha = step[0], step[1]
+                last_num, last_den, last_grads = num, den, grads
+                if derivatives is not None:
+                    grads = convergent_derivatives(num_prev, num, den_prev, den, grads, step)
+                num_prev, num = num, beta * num + alpha * num_prev
+                den_prev, den = den, beta * den + alpha * den_prev
+            # |K_k - K_{k-1}| <= tol |K_k|, cross-multiplied as in the per-element kernel.
+            cross = num * last_den
+            converged = abs(cross - last_num * den) <= tol * abs(cross)
+            if derivatives is not None:
+                # d log K = dA / A - dB / B after the last two steps, tested in every lane.
+                inverse = 1.0 / (num * den)
+                last_inverse = 1.0 / (last_num * last_den)
+                log_k_p = (grads[1] * den - grads[3] * num) * inverse
+                log_k_q = (grads[5] * den - grads[7] * num) * inverse
+                last_p = (last_grads[1] * last_den - last_grads[3] * last_num) * last_inverse
+                last_q = (last_grads[5] * last_den - last_grads[7] * last_num) * last_inverse
                 converged = (
                     converged
-                    & (abs(log_k_p - derivatives[_LOG_K_P + j]) <= tol * (abs(log_k_p) + 1.0))
-                    & (abs(log_k_q - derivatives[_LOG_K_Q + j]) <= tol * (abs(log_k_q) + 1.0))
+                    & (abs(log_k_p - last_p) <= tol * (abs(log_k_p) + 1.0))
+                    & (abs(log_k_q - last_q) <= tol * (abs(log_k_q) + 1.0))
                 )
-                derivatives[_NUM_PREV_P + j], derivatives[_NUM_P + j] = num_prev_p, num_p
-                derivatives[_DEN_PREV_P + j], derivatives[_DEN_P + j] = den_prev_p, den_p
-                derivatives[_NUM_PREV_Q + j], derivatives[_NUM_Q + j] = num_prev_q, num_q
-                derivatives[_DEN_PREV_Q + j], derivatives[_DEN_Q + j] = den_prev_q, den_q
-                derivatives[_LOG_K_P + j], derivatives[_LOG_K_Q + j] = log_k_p, log_k_q
-            state[_NUM_PREV + j], state[_NUM + j] = num, new_num
-            state[_DEN_PREV + j], state[_DEN + j] = den, new_den
+                derivatives[_NUM_PREV_P + j], derivatives[_NUM_P + j] = grads[0], grads[1]
+                derivatives[_DEN_PREV_P + j], derivatives[_DEN_P + j] = grads[2], grads[3]
+                derivatives[_NUM_PREV_Q + j], derivatives[_NUM_Q + j] = grads[4], grads[5]
+                derivatives[_DEN_PREV_Q + j], derivatives[_DEN_Q + j] = grads[6], grads[7]
+            state[_NUM_PREV + j], state[_NUM + j] = num_prev, num
+            state[_DEN_PREV + j], state[_DEN + j] = den_prev, den
             done = max(state[_DONE + j], 1.0 if converged else 0.0)
             state[_DONE + j] = done
             remaining += done < 1.0
         if remaining == 0:
             return
-        if k % every == 0:
+        if (k + _STEPS - 1) % _RESCALE_EVERY == 0:
             # Divide a lane's convergents (and derivatives) by B_n where B_n has drifted far
             # from 1.
             for j in range(_LANES):
@@ -368,7 +369,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
                     for row in range(_NUM_PREV, _DONE, _LANES):
                         state[row + j] *= scale
                     if derivatives is not None:
-                        for row in range(_NUM_PREV_P, _LOG_K_P, _LANES):
+                        for row in range(0, _DERIVATIVES_SIZE, _LANES):
                             derivatives[row + j] *= scale
 
 
@@ -704,14 +705,16 @@ def _run_in_lanes(call, run_length: int) -> None:
 
 
 def _finish_deferred(call) -> None:
-    """The elements the lanes left as NaN (tails with a first parameter below 0.1, the
-    asymptotic expansion's region; NaN inputs too, which stay NaN) by the per-element kernel.
+    """The elements the lanes left as NaN (tails with a first parameter below 0.1 or above
+    _LANES_MAX_P, the asymptotic expansion's region; NaN inputs too, which stay NaN) by the
+    per-element kernel.
 
     Not looked for where no parameter could have sent an element there.
     """
     a, b = call.arrays[0], call.arrays[1]
     small = min(a.min(), b.min()) < _SERIES_BELOW
-    if not small and not (np.minimum(a.max(), b.max()) >= TEMME_MIN):
+    large = max(a.max(), b.max()) > _LANES_MAX_P
+    if not small and not large and not (np.minimum(a.max(), b.max()) >= TEMME_MIN):
         return
     deferred = np.flatnonzero(np.isnan(call.out_arrays[0]))
     if deferred.size:
