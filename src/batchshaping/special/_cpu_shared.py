@@ -712,9 +712,11 @@ def _finish_deferred(call) -> None:
     Not looked for where no parameter could have sent an element there.
     """
     a, b = call.arrays[0], call.arrays[1]
-    small = min(a.min(), b.min()) < _SERIES_BELOW
-    large = max(a.max(), b.max()) > _LANES_MAX_P
-    if not small and not large and not (np.minimum(a.max(), b.max()) >= TEMME_MIN):
+    a_max, b_max = a.max(), b.max()
+    series = min(a.min(), b.min()) < _SERIES_BELOW
+    past_lanes = max(a_max, b_max) > _LANES_MAX_P
+    expansion = min(a_max, b_max) >= TEMME_MIN
+    if not (series or past_lanes or expansion):
         return
     deferred = np.flatnonzero(np.isnan(call.out_arrays[0]))
     if deferred.size:
