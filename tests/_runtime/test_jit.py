@@ -55,3 +55,37 @@ def test_a_callee_called_from_python_raises_instead_of_crashing():
     assert caller(3.0) == 7.0
     with pytest.raises(TypeError, match="twice is compiled only to be called"):
         twice(3.0)
+
+
+def test_a_callee_is_compiled_into_its_callers_only():
+    """A callee's code has no machine code of its own (:class:`jit._LinkedOnlyLibrary`): it is
+    optimised and compiled inside each caller, nested callees and numba's own overloads
+    included, and gives the same results there."""
+    import math
+
+    import numpy as np
+
+    @jit.callee
+    def inner(value):
+        return math.exp(min(value, 1.0))
+
+    @jit.callee
+    def outer(values, i):
+        return inner(values[i]) + max(values[i], 0.0)
+
+    @jit.jit
+    def caller(values, out):
+        for i in range(values.size):
+            out[i] = outer(values, i)
+
+    values = np.linspace(-3.0, 3.0, 13)
+    out = np.empty_like(values)
+    caller(values, out)
+    expected = np.exp(np.minimum(values, 1.0)) + np.maximum(values, 0.0)
+    np.testing.assert_allclose(out, expected, rtol=1e-15)
+    for helper in (inner, outer):
+        (compiled,) = helper.overloads.values()
+        assert isinstance(compiled.library, jit._LinkedOnlyLibrary)
+        assert compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name) == 0
+    (compiled,) = caller.overloads.values()
+    assert not isinstance(compiled.library, jit._LinkedOnlyLibrary)
