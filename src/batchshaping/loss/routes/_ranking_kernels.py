@@ -33,15 +33,6 @@ def _key(bits, padding, index):
 
 
 @jit
-def float32_keys(bits, kept, masked, keys):
-    """keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)."""
-    rows, columns = bits.shape
-    for r in range(rows):
-        for i in range(columns):
-            keys[r, i] = _key(bits[r, i], masked and not kept[r, i], i)
-
-
-@jit
 def float32_keys_split(bits, kept, masked, pivot, keys):
     """The keys of one row (1, n), those below ``pivot`` first, the others from the end.
 
@@ -69,7 +60,7 @@ _SIGN = np.int64(1 << 31)
 
 
 def digit_counts() -> np.ndarray:
-    """Scratch for the digit counts of :func:`sort_keys`."""
+    """Scratch for the digit counts of :func:`_sort_keys`."""
     return np.empty((_DIGITS, _BUCKETS), dtype=np.int64)
 
 
@@ -79,8 +70,8 @@ def _digit(key, shift):
     return (((key >> 32) + _SIGN) >> shift) & (_BUCKETS - 1)
 
 
-@jit
-def sort_keys(keys, buffer, backwards, counts):
+@callee
+def _sort_keys(keys, buffer, backwards, counts):
     """Sort a row of keys by their high words, in place, by a stable LSD radix sort.
 
     Keys with equal high words keep their order, and their low words (indices) are in increasing
@@ -120,37 +111,8 @@ def _scatter(source, target, counts, shift, backwards):
         counts[bucket] += 1
 
 
-@jit
-def sort_rows(keys, buffer, backwards, counts):
-    """:func:`sort_keys` of every row of ``keys`` (rows, n), with ``buffer`` (n,) as scratch.
-
-    ``backwards`` (False for rows written in index order) is the caller's, not a constant: a
-    constant would compile :func:`sort_keys` once more for its literal type.
-    """
-    for r in range(keys.shape[0]):
-        sort_keys(keys[r], buffer, backwards, counts)
-
-
-@jit
-def ranks_from_keys(keys, kept, masked, ties, out):
-    """out[r, i] = rank / (n + 1) of value i of row r, from the row's sorted keys.
-
-    ``n`` is the row length, or under ``masked`` the number of kept values; masked-out positions
-    get 0. With ``ties`` the rank is the position of the last key with the same high half.
-    """
-    rows, columns = keys.shape
-    for r in range(rows):
-        count = columns
-        if masked:
-            count = 0
-            for i in range(columns):
-                count += kept[r, i]
-        first = r - r  # 0, typed as the caller's int64 rather than a literal (one compile)
-        ranks_of_part(keys[r], first, count, kept, r, masked, ties, out[r])
-
-
-@jit
-def ranks_of_part(keys, first, count, kept, row, masked, ties, out):
+@callee
+def _ranks_of_part(keys, first, count, kept, row, masked, ties, out):
     """The ranks of sorted keys that hold positions ``first`` on of a row of ``count`` values.
 
     Writes ``out[index]`` for each key: rank / (count + 1), or 0 where ``kept[row, index]`` is
@@ -172,8 +134,39 @@ def ranks_of_part(keys, first, count, kept, row, masked, ties, out):
 
 
 @jit
+def rank_float32_rows(bits, kept, masked, ties, keys, buffer, counts, out):
+    """out[r, i] = rank / (n + 1) of value i of row r of ``bits`` (float32 viewed as int32).
+
+    ``n`` is the row length, or under ``masked`` the number of kept values; masked-out positions
+    get 0. With ``ties`` the rank is the position of the last value equal to it. Each row's keys
+    are formed in ``keys[r]``, sorted with ``buffer`` (n,) and ``counts`` as scratch, and ranked:
+    one kernel, so that a first call compiles (or loads from the cache) one function.
+    """
+    rows, columns = bits.shape
+    for r in range(rows):
+        row_keys = keys[r]
+        count = 0
+        for i in range(columns):
+            padding = masked and not kept[r, i]
+            row_keys[i] = _key(bits[r, i], padding, i)
+            count += not padding
+        # ``r < 0``: False, typed as a run-time bool and ``r - r`` as an int64, as the other
+        # caller passes them (a literal would compile the callee once more).
+        _sort_keys(row_keys, buffer, r < 0, counts)
+        _ranks_of_part(row_keys, r - r, count, kept, r, masked, ties, out[r])
+
+
+@jit
+def sort_and_rank_part(keys, buffer, backwards, counts, first, count, kept, masked, ties, out):
+    """Sort one part of a row's keys (:func:`_sort_keys`) and write its ranks
+    (:func:`_ranks_of_part`, row 0): the work of one thread on one long row."""
+    _sort_keys(keys, buffer, backwards, counts)
+    _ranks_of_part(keys, first, count, kept, first - first, masked, ties, out)
+
+
+@jit
 def ranks_from_order(order, values, kept, masked, ties, out):
-    """As :func:`ranks_from_keys`, from the sorting permutation ``order`` of ``values``."""
+    """As :func:`rank_float32_rows`, from the sorting permutation ``order`` of ``values``."""
     rows, columns = order.shape
     for r in range(rows):
         count = columns

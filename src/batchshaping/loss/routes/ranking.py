@@ -123,9 +123,16 @@ def empirical_cdf(values: Tensor, mask: Tensor | None = None, ties: bool = False
             scratch = _scratch((stop - start + 1) * num_samples)
             keys = scratch[num_samples:].reshape(stop - start, num_samples)
             bits = array[start:stop].view(np.int32)
-            kernels.float32_keys(bits, kept[start:stop], masked, keys)
-            kernels.sort_rows(keys, scratch[:num_samples], False, kernels.digit_counts())
-            kernels.ranks_from_keys(keys, kept[start:stop], masked, ties, out[start:stop])
+            kernels.rank_float32_rows(
+                bits,
+                kept[start:stop],
+                masked,
+                ties,
+                keys,
+                scratch[:num_samples],
+                kernels.digit_counts(),
+                out[start:stop],
+            )
         else:
             order = np.argsort(array[start:stop], axis=-1)
             kernels.ranks_from_order(
@@ -160,8 +167,18 @@ def _rank_one_row_in_halves(kernels, array, kept, masked, ties, out) -> None:
 
     def sort_and_rank(lo: int, hi: int, backwards: bool) -> None:
         # The part above the pivot was written from the end: in decreasing index order.
-        kernels.sort_keys(keys[0, lo:hi], buffer[lo:hi], backwards, kernels.digit_counts())
-        kernels.ranks_of_part(keys[0, lo:hi], lo, count, kept, 0, masked, ties, out[0])
+        kernels.sort_and_rank_part(
+            keys[0, lo:hi],
+            buffer[lo:hi],
+            backwards,
+            kernels.digit_counts(),
+            lo,
+            count,
+            kept,
+            masked,
+            ties,
+            out[0],
+        )
 
     run_tasks([lambda: sort_and_rank(0, split, False), lambda: sort_and_rank(split, size, True)])
 
