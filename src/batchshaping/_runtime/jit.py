@@ -102,7 +102,7 @@ class _LinkedOnlyLibrary(codegen.JITCodeLibrary):
     its own, then again inside each caller that links it in (with it inlined); for a helper
     that only compiled code calls, the first round is wasted. Skipping it took about a quarter
     off numba's LLVM time in a first learned-Beta loss with an empty cache (3.7 to 3.8 s down to
-    2.8 to 2.9 s, numba's ``llvm_lock`` events, ad hoc runs on a 2.0 GHz Xeon, 2026-12-03). The
+    2.8 to 3.1 s, numba's ``llvm_lock`` events, ad hoc runs on a 2.0 GHz Xeon, 2026-12-03). The
     function-level passes numba runs when the code is added still run; the callers' full
     optimisation sees the whole code.
 
