@@ -14,8 +14,8 @@ Importing this module imports numba; the modules that use it are loaded on first
 The decorators: ``jit`` for the kernels that Python calls; ``c_entry`` for a kernel's C entry
 point, run on several threads by :func:`batchshaping._runtime.threads.run_copies`; ``callee``
 for the helpers that only compiled code calls (no wrappers to call them from Python are
-compiled, and they are not cached on their own: the kernels that call them are, with them
-inside); ``inlined`` for a function numba inlines into its one caller.
+compiled, no machine code of their own either, and they are not cached on their own: the kernels
+that call them are, with them inside); ``inlined`` for a function numba inlines into its one caller.
 
 numba keys a cached function on its own source file only. A kernel compiled together with the
 helpers it calls in other files (``special/_scalar.py`` for every betainc kernel) would then be
@@ -214,8 +214,9 @@ def callee(function):
 
     numba builds a CPython wrapper (and a C wrapper) for every function it compiles, so that
     Python can call it; nobody calls these helpers from Python, and skipping their wrappers
-    takes about a sixth off the compile time of a first loss with an empty cache. Calling one
-    from Python raises TypeError.
+    takes about a sixth off the compile time of a first loss with an empty cache. Their code is
+    optimised and made into machine code only inside their callers (:class:`_LinkedOnlyLibrary`).
+    Calling one from Python raises TypeError.
     """
     dispatcher = _compile_callee(function)
     dispatcher.__class__ = _CalleeDispatcher

@@ -161,7 +161,8 @@ def sort_and_rank_part(keys, buffer, backwards, counts, first, count, kept, mask
     """Sort one part of a row's keys (:func:`_sort_keys`) and write its ranks
     (:func:`_ranks_of_part`, row 0): the work of one thread on one long row."""
     _sort_keys(keys, buffer, backwards, counts)
-    _ranks_of_part(keys, first, count, kept, first - first, masked, ties, out)
+    row = first - first  # 0, typed as an int64 like the other caller's row (one compile)
+    _ranks_of_part(keys, first, count, kept, row, masked, ties, out)
 
 
 @jit
