@@ -49,6 +49,11 @@ def loss(
     ``chunk_samples``: evaluate the prior this many samples of every group at a time (the
     chunked route; needs a prior with traits); ``None`` for all at once.
     """
+    # Groups gathered from another dimension (dim=0 of (N, groups), say) are strided views:
+    # one copy here serves the ranking, the prior's CDF and its gradient, which would each make
+    # their own. The copy is differentiable; its backward hands the gradient on as it is.
+    values = values.contiguous()
+    mask = None if mask is None else mask.contiguous()
     empirical = ranking.empirical_cdf(values, mask, ties)
     counts = None if mask is None else mask.sum(-1)
     weight = sample_weights(counts, values.shape[-1], values)
