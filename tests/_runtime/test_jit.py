@@ -88,3 +88,83 @@ def test_a_callee_is_compiled_into_its_callers_only():
         assert isinstance(compiled.library, jit._LinkedOnlyLibrary)
     (compiled,) = caller.overloads.values()
     assert not isinstance(compiled.library, jit._LinkedOnlyLibrary)
+
+
+_WARM_LOAD_SCRIPT = """
+import hashlib, sys
+import torch
+import batchshaping
+from batchshaping import betainc
+torch.manual_seed(0)
+digest = hashlib.sha256()
+x = torch.rand(100_000).requires_grad_()
+loss = batchshaping.batch_shaping_loss(x, batchshaping.Beta(2.0, 6.0))
+loss.backward()
+digest.update(loss.detach().numpy().tobytes() + x.grad.numpy().tobytes())
+x = torch.rand(4096, 8).requires_grad_()
+a = torch.full((8,), 2.0, requires_grad=True)
+b = torch.full((8,), 6.0, requires_grad=True)
+loss = batchshaping.batch_shaping_loss(x, batchshaping.Beta(a, b), dim=0)
+loss.backward()
+for tensor in (loss.detach(), x.grad, a.grad, b.grad):
+    digest.update(tensor.numpy().tobytes())
+a = torch.rand(300, dtype=torch.float64) * 3 + 0.01  # per-element parameters
+digest.update(betainc(a, a.flip(0), torch.rand(300, dtype=torch.float64)).numpy().tobytes())
+print(digest.hexdigest(), "numba.np.arraymath" in sys.modules)
+"""
+
+
+def test_kernels_load_from_a_warm_cache_without_numba_registries(tmp_path):
+    """A second process loads every kernel the first compiled (a loss on one long group, on
+    groups along dim 0 with learned parameters, betainc per element) from numba's cache,
+    without numba's registries (:class:`jit._PackageFunctionCache`), and computes the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def run() -> tuple[str, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _WARM_LOAD_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        digest, registries = done.stdout.split()
+        return digest, registries
+
+    compiled, registries_to_compile = run()
+    loaded, registries_to_load = run()
+    assert registries_to_compile == "True"  # numba compiled, with its registries
+    assert registries_to_load == "False"  # loaded from the cache alone
+    assert loaded == compiled
+
+
+def test_a_load_that_fails_without_the_registries_is_tried_again_numbas_way(monkeypatch):
+    betainc(2.0, 6.0, torch.tensor([0.3]))  # numba's runtime is started
+    from batchshaping.special import _cpu_elementwise
+
+    cache = _cpu_elementwise.elementwise_kernel._cache
+    assert isinstance(cache, jit._PackageFunctionCache)
+    attempts = []
+
+    def load(sig, target_context):
+        attempts.append(sig)
+        if len(attempts) == 1:
+            raise KeyError("a registry's type")
+        return "loaded"
+
+    class Target:
+        refreshed = 0
+
+        def refresh(self):
+            self.refreshed += 1
+
+    target = Target()
+    monkeypatch.setattr(cache, "_load_overload", load)
+    assert cache.load_overload("signature", target) == "loaded"
+    assert attempts == ["signature", "signature"]
+    assert target.refreshed == 1  # the second attempt refreshed numba's registries first
