@@ -1,10 +1,11 @@
 """Benchmark of batchshaping.betainc: speed against scipy and torch-betainc, accuracy, first call.
 
 Every time is the median of several runs after warm-up; every ratio compares two times measured
-in this run. Beta(2, 6) is timed twice: with parameter arrays of the full size (one parameter pair
-per element, the per-element CPU kernel) and shared (one pair broadcast to every x, as a prior is
-evaluated; the kernel for shared parameters). "ours" is the value and all three gradients
-(forward plus backward through the public function); scipy computes values alone (it has no
+in this run, their runs interleaved (a slow spell of the machine falls on both alike). Beta(2, 6)
+is timed twice: with parameter arrays of the full size (one parameter pair per element, the
+per-element CPU kernel) and shared (one pair broadcast to every x, as a prior is evaluated; the
+kernel for shared parameters). "ours" is the value and all three gradients (forward plus backward
+through the public function); scipy computes values alone (it has no
 gradients); torch-betainc computes the value and all three gradients, like ours.
 
 Run: ``python benchmarks/bench_betainc.py`` (or ``make bench``). Writes
@@ -22,7 +23,7 @@ import scipy.special
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import format_table, fresh_process_times, median_time, write_results
+from _harness import format_table, fresh_process_times, median_times, write_results
 
 from batchshaping import betainc
 
@@ -94,8 +95,10 @@ def _speed_against_scipy(n: int) -> list[dict]:
     for kind in ("random", "beta(2,6)", "beta(2,6) shared"):
         arrays = _inputs(kind, n)
         run, _ = _with_grads(_ours, arrays, torch.float64)
-        ours = median_time(run)
-        scipy_time = median_time(lambda arrays=arrays: scipy.special.betainc(*arrays))
+        times = median_times(
+            {"ours": run, "scipy": lambda arrays=arrays: scipy.special.betainc(*arrays)}
+        )
+        ours, scipy_time = times["ours"], times["scipy"]
         rows.append(
             {
                 "case": f"float64 {kind}",
@@ -129,8 +132,8 @@ def _against_torch_betainc() -> list[dict]:
         for dtype in (torch.float32, torch.float64):
             ours_run, _ = _with_grads(_ours, arrays, dtype)
             theirs_run, _ = _with_grads(run_theirs, arrays, dtype)
-            ours = median_time(ours_run, repeats=5, warmup=1)
-            their_time = median_time(theirs_run, repeats=3, warmup=1)
+            times = median_times({"ours": ours_run, "theirs": theirs_run}, repeats=5, warmup=1)
+            ours, their_time = times["ours"], times["theirs"]
             ours_errors = _errors(_ours, arrays, dtype)
             their_errors = _errors(run_theirs, arrays, dtype)
             rows.append(
