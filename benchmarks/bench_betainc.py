@@ -2,11 +2,11 @@
 
 Every time is the median of several runs after warm-up; every ratio compares two times measured
 in this run, their runs interleaved (a slow spell of the machine falls on both alike). Beta(2, 6)
-is timed twice: with parameter arrays of the full size (one parameter pair per element, the
-per-element CPU kernel) and shared (one pair broadcast to every x, as a prior is evaluated; the
-kernel for shared parameters). "ours" is the value and all three gradients (forward plus backward
-through the public function); scipy computes values alone (it has no
-gradients); torch-betainc computes the value and all three gradients, like ours.
+is timed twice: with parameter arrays of the full size (one parameter pair per element; arrays
+that repeat one pair are read as shared) and shared (one pair broadcast to every x, as a prior is
+evaluated). "ours" is the value and all three gradients (forward plus backward through the public
+function); scipy computes values alone (it has no gradients); torch-betainc computes the value and
+all three gradients, like ours.
 
 Run: ``python benchmarks/bench_betainc.py`` (or ``make bench``). Writes
 ``benchmarks/results/betainc.json``.

@@ -117,11 +117,10 @@ class _PackageFunctionCache(caching.FunctionCache):
             return super().load_overload(sig, target_context)
 
 
-def _loads_lightly(cache):
-    """``cache`` (a function's numba cache) as a :class:`_PackageFunctionCache`."""
+def _loads_lightly(cache) -> None:
+    """Make ``cache`` (a function's numba cache) a :class:`_PackageFunctionCache`."""
     if type(cache) is caching.FunctionCache:
         cache.__class__ = _PackageFunctionCache
-    return cache
 
 
 def jit(function):
