@@ -138,25 +138,28 @@ def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge, large):
     """x, 1 - x, delta, log x, log(1 - x), log P and P of every element of the block, P the
     prefactor x^a (1-x)^b / B(a, b), and the density where P is a normal number.
 
-    One pass without branches or calls, which compiles to SIMD instructions where both
-    parameters are below STIRLING_MIN (``log_power_terms``' first form); a scalar loop over
+    Loops without branches or calls, one per quantity, which compile to SIMD instructions where
+    both parameters are below STIRLING_MIN (``log_power_terms``' first form); a scalar loop over
     ``log_power_terms`` otherwise. ``large`` is None where no run has a parameter of at least
     STIRLING_MIN: the large-parameter forms are then not compiled. Values outside (0, 1), and
     densities where P is not a normal number, are left for :func:`_sort_into_bins`.
     """
     small = max(a, b) < STIRLING_MIN
+    # One loop per quantity rather than one fused loop: 4 to 7 per cent off a whole call on one
+    # thread, no difference seen on two (1e5 values of Beta(2, 6), ad hoc, AMD EPYC, 2026-12-04).
     for k in range(size):
         value = np.float64(x[begin + k])
-        y = 1.0 - value
-        log_x = simd_log(value)
-        log_y = simd_log1p(-value)
         scratch[_X, k] = value
-        scratch[_Y, k] = y
-        scratch[_DELTA, k] = mean_offset(a, b, value, y)
-        scratch[_LOG_X, k] = log_x
-        scratch[_LOG_Y, k] = log_y
-        if small:
-            scratch[_LOG_POWER, k] = a * log_x + b * log_y - log_beta
+        scratch[_Y, k] = 1.0 - value
+    for k in range(size):
+        scratch[_LOG_X, k] = simd_log(scratch[_X, k])
+    for k in range(size):
+        scratch[_LOG_Y, k] = simd_log1p(-scratch[_X, k])
+    for k in range(size):
+        scratch[_DELTA, k] = mean_offset(a, b, scratch[_X, k], scratch[_Y, k])
+    if small:
+        for k in range(size):
+            scratch[_LOG_POWER, k] = a * scratch[_LOG_X, k] + b * scratch[_LOG_Y, k] - log_beta
     if large is not None:
         if not small:
             for k in range(size):
@@ -173,11 +176,11 @@ def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge, large):
                         scratch[_DELTA, k],
                     )
     for k in range(size):
-        power = simd_exp(scratch[_LOG_POWER, k])
-        scratch[_POWER, k] = power
-        if grad_x is not None:
+        scratch[_POWER, k] = simd_exp(scratch[_LOG_POWER, k])
+    if grad_x is not None:
+        for k in range(size):
             # ``beta_density`` where P is a normal number.
-            grad_x[begin + k] = min(power / (scratch[_X, k] * scratch[_Y, k]), huge)
+            grad_x[begin + k] = min(scratch[_POWER, k] / (scratch[_X, k] * scratch[_Y, k]), huge)
 
 
 @callee
