@@ -113,7 +113,9 @@ def _series(
                 and abs(term_q) <= tol * (abs(total_q) + abs(total))
             ):
                 break
-        elif abs(term) <= tol * abs(full):
+        elif abs(term) <= tol * (abs(total) if p < 1.0 else abs(full)):
+            # Below p = 1 the complement, -expm1(log I), is what may be asked for: it is of
+            # order p, and p T in it must be exact relative to T itself, not to 1/p + T.
             break
     scaled = 1.0 + p * total
     if p < 1.0:

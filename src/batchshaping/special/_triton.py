@@ -159,7 +159,8 @@ def _series(
         inv = 1.0 / (p + nf)
         term = term_coef * inv
         total += tl.where(active, term, 0.0)
-        finished = tl.abs(term) <= TOL * tl.abs(inv_p + total)
+        # Below p = 1 against T itself: the complement, of order p, holds p T (as on the CPU).
+        finished = tl.abs(term) <= TOL * tl.abs(tl.where(p < 1.0, total, inv_p + total))
         if WANT_GRAD_AB:
             term_p = term * inv
             term_q = term_coef_q * inv
