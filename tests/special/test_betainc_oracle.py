@@ -193,3 +193,69 @@ def test_tiny_b_above_the_reflection_point_down_to_1e_300(kernel, with_grad):
         with mpmath.workdps(60):
             exact = float(mpmath.betainc(pa, pb, 0, px, regularized=True))
         assert abs(found - exact) <= 1e-13 * abs(exact), (pa, pb, px, found, exact)
+
+
+def _huge_b_points(count: int) -> list[tuple[float, float, float]]:
+    """a from 1e-3 to 30 (some integers), b log-uniform from 1e20 to 1e305, x = k / b with k
+    log-uniform from 0.05 to 500: both sides of the reflection point (a + 1) / (a + b + 2)."""
+    rng = random.Random(13)
+    points = []
+    for _ in range(count):
+        a = rng.choice([1.0, 3.0, 10.0]) if rng.random() < 0.2 else 10.0 ** rng.uniform(-3, 1.5)
+        b = 10.0 ** rng.uniform(20, 305)
+        points.append((a, b, 10.0 ** rng.uniform(-1.3, 2.7) / b))
+    return points
+
+
+@pytest.mark.parametrize("with_grad", [True, False], ids=["with-gradients", "value-only"])
+def test_huge_b_with_x_of_order_1_over_b(kernel, with_grad):
+    """b from 1e20 to 1e305 with b x of order 1: there I_x(a, b) = P(a, b x), the regularized
+    lower incomplete gamma function, to a relative O((a + b x)^2 / b) (below 1e-14 here), an
+    oracle independent of the kernels' methods; d/dx is the Beta density, d/db = x P'(a, b x),
+    d/da that of P(a, b x) (mpmath, 30 digits).
+
+    The continued fraction's coefficients underflowed (b above about 1e150) or overflowed (e of
+    order b^2, t^2 subnormal) there before it was scaled: values from -inf to 100, NaN, or a
+    silent 0, on every kernel. The bound on values, 2e-13, leaves room for the power series
+    where a < 1: its log sums a log x and -log(a B(a, b)), each of order a log b, so that it
+    keeps about ulp(a log b) of absolute error (scipy is within 1e-16 there).
+    """
+    points = _huge_b_points(150)
+    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
+    if with_grad:
+        for column in (a, b, x):
+            column.requires_grad_()
+    value = betainc(a, b, x)
+    if with_grad:
+        value.backward(torch.ones_like(value))
+    value = value.detach().numpy()
+    for i, (pa, pb, px) in enumerate(points):
+        with mpmath.workdps(30):
+            y = mpmath.mpf(pb) * mpmath.mpf(px)
+            exact = mpmath.gammainc(pa, 0, y, regularized=True)
+            where = (pa, pb, px, value[i], float(exact))
+            assert abs(value[i] - exact) <= 2e-13 * exact, where
+            if not with_grad:
+                continue
+            with mpmath.workdps(340):  # log Gamma(a + b) - log Gamma(b): b's 305 digits cancel
+                log_density = (
+                    mpmath.loggamma(pa + mpmath.mpf(pb))
+                    - mpmath.loggamma(pa)
+                    - mpmath.loggamma(pb)
+                    + (pa - 1) * mpmath.log(px)
+                    + (pb - 1) * mpmath.log1p(-mpmath.mpf(px))
+                )
+            gamma_density = mpmath.exp((pa - 1) * mpmath.log(y) - y - mpmath.loggamma(pa))
+            expected = {
+                "x": mpmath.exp(log_density),
+                "b": px * gamma_density,
+                # From the smaller of P and Q = 1 - P, which keeps its digits.
+                "a": mpmath.diff(lambda s, y=y: mpmath.gammainc(s, 0, y, regularized=True), pa)
+                if exact < 0.5
+                else -mpmath.diff(lambda s, y=y: mpmath.gammainc(s, y, regularized=True), pa),
+            }
+            for key, column in (("a", a), ("b", b), ("x", x)):
+                # Relative where the gradient is a normal number, else within the smallest one.
+                found = float(column.grad[i])
+                bound = max(1e-11 * abs(expected[key]), TINY)
+                assert abs(found - expected[key]) <= bound, (key, found, where)

@@ -56,3 +56,6 @@ DIGAMMA = (1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -69
 # in a few dozen terms.
 TEMME_MIN = 1000.0
 TEMME_Z = 4.0
+# Parameters above which the continued fraction is scaled (``_fraction.fraction_coefficients``,
+# ``fraction_scales`` in each kernel); below, its scales are 1.
+SCALE_FROM = 2.0**64

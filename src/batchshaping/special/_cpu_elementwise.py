@@ -1,8 +1,8 @@
 """The per-element CPU kernel of the incomplete beta function and its derivatives (numba).
 
 Kernel ``"cpu-elementwise"`` of the registry. Each element is computed on its own in float64,
-with its own stopping point, exact over the whole range of a and b (to 1e300 and beyond, as long
-as a + b is finite; NaN where a + b overflows):
+with its own stopping point, exact over the whole range of a and b (tested to 1e305; NaN where
+a + b overflows, and for some inputs past 1e307, e.g. b = 3e307 with x = 10 / b):
 
 - the prefactor ``x^a (1-x)^b / B(a, b)`` and the density are formed in log space, from the
   offset delta = a - (a + b) x computed without rounding error (``_scalar``);
@@ -15,7 +15,9 @@ as a + b is finite; NaN where a + b overflows):
   and x is within four standard deviations of the mean;
 - the continued fraction everywhere else: the odd part of Numerical Recipes' fraction (6.4.5),
   its partial denominators written with delta so that none cancels: a few dozen terms reach
-  full accuracy even where one parameter is 1e16 and the other 5;
+  full accuracy even where one parameter is 1e16 and the other 5; scaled by powers of two where
+  a parameter is above 2^64 (``_fraction``), so that its coefficients neither underflow nor
+  overflow when one parameter is 1e300 and x of order 1 / b;
 - the series and the fraction are differentiated term by term in ``a`` and ``b`` (forward
   mode), and their stopping rule watches the derivative terms as well as the value: for integer
   ``b`` a series term or a fraction numerator is exactly zero, which stops the value but not its
@@ -50,6 +52,7 @@ from batchshaping.special._scalar import (
     fraction_coefficients,
     fraction_gradients,
     fraction_result,
+    fraction_scales,
     fraction_start,
     fraction_step,
     log_power_terms,
@@ -147,15 +150,20 @@ def _continued_fraction(
 ):
     """I_t(p, q) = P / (p K), P = t^p s^q / B(p, q), by the odd part of the continued fraction.
 
-    K = A_0 + alpha_1 / (beta_1 + alpha_2 / (beta_2 + ...)) (``fraction_coefficients``); the
+    K = A_0 + alpha_1 / (beta_1 + alpha_2 / (beta_2 + ...)) (``fraction_coefficients``, as
+    lam K with the scales of ``fraction_scales``, which are 1 unless p or q is huge); the
     convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k likewise), their
     derivatives the differentiated recurrence, rescaled by 1 / B_k when the magnitudes drift.
-    ``tables[side, :10, k]`` holds ``fraction_coefficients(p, q, k)`` for k < ``length``.
+    ``tables[side, :10, k]`` holds the scaled coefficients of (p, q, k) for k < ``length``.
     Returns (value, d/dp, d/dq).
     """
-    t2 = t * t
-    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p and q derivatives.
-    num, num_p, num_q = fraction_start(p, q, t, s, delta)
+    lam, sig = fraction_scales(p, q)
+    ratio = lam / sig
+    tau = sig * t
+    tau2 = tau * tau
+    lam_s = lam * s
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p (times lam) and q derivatives, of lam K.
+    num, num_p, num_q = fraction_start(p, t, s, delta, lam)
     num_prev, den_prev, den = 1.0, 0.0, 1.0
     num_prev_p = den_prev_p = den_p = 0.0
     num_prev_q = den_prev_q = den_q = 0.0
@@ -176,8 +184,8 @@ def _continued_fraction(
                 tables[side, 9, k],
             )
         else:
-            coefficients = fraction_coefficients(p, q, k)
-        step = fraction_step(t, s, t2, delta, k, coefficients)
+            coefficients = fraction_coefficients(p, q, k, lam, ratio)
+        step = fraction_step(t, s, tau, tau2, delta, k, coefficients, sig, lam_s)
         beta, alpha = step[0], step[1]
         if want_grad:
             (
@@ -235,9 +243,9 @@ def _continued_fraction(
     log_grad_p = log_grad_q = 0.0
     if want_grad:
         log_grad_p, log_grad_q = fraction_gradients(
-            1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi
+            1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam
         )
-    return fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q)
+    return fraction_result(power, log_power, p / lam, num, den, log_grad_p, log_grad_q)
 
 
 @callee
@@ -305,10 +313,12 @@ def lower_tail(
 
 @callee
 def _fill_tables(p, q, tables):
-    """Rows 0-9: ``fraction_coefficients(p, q, k)`` by column k; rows 10, 11: 1 / (p + k), 1 / k."""
+    """Rows 0-9: ``fraction_coefficients`` of (p, q, k), scaled by ``fraction_scales(p, q)``, by
+    column k; rows 10, 11: 1 / (p + k), 1 / k."""
+    lam, sig = fraction_scales(p, q)
     for k in range(tables.shape[1]):
         if k:
-            coefficients = fraction_coefficients(p, q, k)
+            coefficients = fraction_coefficients(p, q, k, lam, lam / sig)
             for row in range(10):
                 tables[row, k] = coefficients[row]
         tables[10, k] = 1.0 / (p + k)

@@ -73,6 +73,7 @@ from batchshaping.special._scalar import (
     fraction_coefficients,
     fraction_gradients,
     fraction_result,
+    fraction_scales,
     fraction_start,
     fraction_step,
     log_beta_function,
@@ -110,11 +111,11 @@ _SERIES_BELOW = 0.1
 # log(1 - x), the log of the prefactor and the prefactor.
 _X, _Y, _DELTA, _LOG_X, _LOG_Y, _LOG_POWER, _POWER = range(7)
 _SCRATCH_ROWS = 7
-# Rows of the lanes array, one column per lane of a chunk: the tail's t, s = 1 - t, t^2 and
-# delta, its prefactor, the prefactor's log, log t and log s; then the lane's results.
-_T, _S, _T2, _OFFSET, _LANE_POWER, _LANE_LOG_POWER, _LOG_T, _LOG_S = range(8)
-_TAIL, _GRAD_P, _GRAD_Q = range(8, 11)
-_LANE_ROWS = 11
+# Rows of the lanes array, one column per lane of a chunk: the tail's t, s = 1 - t and delta,
+# its prefactor, the prefactor's log, log t and log s; then the lane's results.
+_T, _S, _OFFSET, _LANE_POWER, _LANE_LOG_POWER, _LOG_T, _LOG_S = range(7)
+_TAIL, _GRAD_P, _GRAD_Q = range(7, 10)
+_LANE_ROWS = 10
 # Rows of the lane state: the convergents A_{n-1}, A_n, B_{n-1}, B_n and whether the lane has
 # converged; of the derivative state (only where the gradients in a and b are asked for): the p
 # and q derivatives of the four convergents.
@@ -269,7 +270,6 @@ def _gather(scratch, order, first, filled, reflected, lanes):
         t = scratch[row_t, k]
         lanes[_T, j] = t
         lanes[_S, j] = scratch[row_s, k]
-        lanes[_T2, j] = t * t
         lanes[_OFFSET, j] = sign * scratch[_DELTA, k]
         lanes[_LANE_POWER, j] = scratch[_POWER, k]
         lanes[_LANE_LOG_POWER, j] = scratch[_LOG_POWER, k]
@@ -288,7 +288,9 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
     compares the last two convergents of those steps (a lane may so take up to ``_STEPS - 1``
     steps of a converged fraction more than it needs).
     """
-    inv = 1.0 / (p + 1.0)
+    lam, sig = fraction_scales(p, q)
+    ratio = lam / sig
+    inv = lam * (1.0 / (p + 1.0))
     for j in range(_LANES):
         state[_NUM_PREV + j] = 1.0
         state[_NUM + j] = (1.0 + lanes[_OFFSET, j]) * inv
@@ -300,18 +302,21 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
             derivatives[j] = 0.0
         for j in range(_LANES):
             _, derivatives[_NUM_P + j], derivatives[_NUM_Q + j] = fraction_start(
-                p, q, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j]
+                p, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j], lam
             )
     for k in range(1, MAX_TERMS, _STEPS):
         batch = (
-            fraction_coefficients(p, q, k),
-            fraction_coefficients(p, q, k + 1),
-            fraction_coefficients(p, q, k + 2),
-            fraction_coefficients(p, q, k + 3),
+            fraction_coefficients(p, q, k, lam, ratio),
+            fraction_coefficients(p, q, k + 1, lam, ratio),
+            fraction_coefficients(p, q, k + 2, lam, ratio),
+            fraction_coefficients(p, q, k + 3, lam, ratio),
         )
         remaining = 0
         for j in range(_LANES):
-            t, s, t2, offset = lanes[_T, j], lanes[_S, j], lanes[_T2, j], lanes[_OFFSET, j]
+            t, s, offset = lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j]
+            tau = sig * t
+            tau2 = tau * tau
+            lam_s = lam * s
             num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
             den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
             last_num, last_den = num, den
@@ -328,7 +333,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
                     derivatives[_DEN_Q + j],
                 )
             for i in range(_STEPS):
-                step = fraction_step(t, s, t2, offset, k + i, batch[i])
+                step = fraction_step(t, s, tau, tau2, offset, k + i, batch[i], sig, lam_s)
                 beta, alpha = step[0], step[1]
                 last_num, last_den, last_grads = num, den, grads
                 if derivatives is not None:
@@ -385,13 +390,15 @@ def _lane_results(p, q, psi, lanes, state, derivatives):
     :func:`_store_results`."""
     psi_p, psi_q, psi_pq = psi
     inv_p = 1.0 / p
+    lam, _ = fraction_scales(p, q)
+    p_scaled = p / lam
     for j in range(_LANES):
         num, den = state[_NUM + j], state[_DEN + j]
-        factor = den / num / p
+        factor = den / num / p_scaled
         power = lanes[_LANE_POWER, j]
         lanes[_TAIL, j] = power * factor
         if derivatives is not None:
-            log_k_p = derivatives[_NUM_P + j] / num - derivatives[_DEN_P + j] / den
+            log_k_p = (derivatives[_NUM_P + j] / num - derivatives[_DEN_P + j] / den) / lam
             log_k_q = derivatives[_NUM_Q + j] / num - derivatives[_DEN_Q + j] / den
             log_grad_p = (lanes[_LOG_T, j] - psi_p + psi_pq) - inv_p - log_k_p
             log_grad_q = (lanes[_LOG_S, j] - psi_q + psi_pq) - log_k_q
@@ -419,6 +426,7 @@ def _store_results(
     """Write the lanes' results to their elements (I or 1 - I, and the gradients asked for),
     redoing those :func:`_lane_results` does not cover in the scalar functions."""
     plain = max(p, q) < DIGAMMA_MIN
+    lam, _ = fraction_scales(p, q)
     for j in range(filled):
         i = begin + order[first + j]
         if plain and lanes[_LANE_LOG_POWER, j] > LOG_SUBNORMAL:
@@ -441,11 +449,12 @@ def _store_results(
                     lanes[_LOG_T, j],
                     lanes[_LOG_S, j],
                     psi,
+                    lam,
                 )
             tail, grad_p, grad_q = fraction_result(
                 lanes[_LANE_POWER, j],
                 lanes[_LANE_LOG_POWER, j],
-                p,
+                p / lam,
                 num,
                 den,
                 log_grad_p,

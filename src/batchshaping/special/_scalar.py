@@ -40,6 +40,7 @@ from batchshaping.special._constants import (
     LOG_GAMMA_1P,
     LOG_SUBNORMAL,
     LOG_ZERO,
+    SCALE_FROM,
     STIRLING,
     STIRLING_MIN,
 )
@@ -434,14 +435,25 @@ def log_power_terms(a, b, x, y, log_x, log_y, log_beta, delta):
 
 
 @callee
-def fraction_start(p, q, t, s, delta):
-    """The first convergent of the odd part, A_0 = 1 + d_1 = (1 + delta) / (p + 1), B_0 = 1, and
-    A_0's p and q derivatives (delta = p - (p + q) t, s = 1 - t)."""
-    inv = 1.0 / (p + 1.0)
-    start = (1.0 + delta) * inv
-    return start, (s - start) * inv, -t * inv
+def _power_of_two(v):
+    """v >= 1 rounded down to a power of two."""
+    return 2.0 ** math.floor(math.log2(v))
 
 
+@callee
+def fraction_scales(p, q):
+    """The scales (lam, sig) of the continued fraction of I_t(p, q) (``_fraction``): 1, 1 unless
+    p or q is above SCALE_FROM, else lam about p / sqrt(q) and sig about q / p, powers of two."""
+    lam = sig = 1.0
+    if p > SCALE_FROM:
+        lam = _power_of_two(max(p / math.sqrt(max(q, 1.0)), 1.0))
+    big = max(p, 1.0)
+    if q > SCALE_FROM * big:
+        sig = _power_of_two(q / big)
+    return lam, sig
+
+
+fraction_start = callee(_fraction.fraction_start)
 fraction_coefficients = callee(_fraction.fraction_coefficients)
 fraction_step = callee(_fraction.fraction_step)
 
@@ -487,15 +499,17 @@ def convergent_derivatives(num_prev, num, den_prev, den, derivatives, step):
 
 
 @callee
-def fraction_gradients(tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi):
+def fraction_gradients(
+    tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam
+):
     """d/dp and d/dq of ``tail`` = I_t(p, q) = t^p u^q / (p B(p, q)) * B_n / A_n, u = 1 - t.
 
-    (num, den) are the fraction's last convergents (A_n, B_n), their p and q derivatives beside
-    them, ``psi`` = (psi(p), psi(q), psi(p + q)), delta = p - (p + q) t:
-    d log K = dA_n / A_n - dB_n / B_n.
+    (num, den) are the fraction's last convergents (A_n, B_n), their p (times ``lam``, the
+    fraction's scale) and q derivatives beside them, ``psi`` = (psi(p), psi(q), psi(p + q)),
+    delta = p - (p + q) t: d log K = dA_n / A_n - dB_n / B_n.
     """
     psi_p, psi_q, psi_pq = psi
-    log_k_p = num_p / num - den_p / den
+    log_k_p = (num_p / num - den_p / den) / lam
     log_k_q = num_q / num - den_q / den
     ratio_p = log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq)
     ratio_q = log_ratio_to_mean(q, p, -delta, log_u, psi_q, psi_pq)
@@ -525,6 +539,8 @@ def times_value(value, log_value, factor):
 @callee
 def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
     """(I, dI/dp, dI/dq) = P / (p K) (1, g_p, g_q), K = num / den, g the log derivatives.
+
+    For a scaled fraction (num / den = lam K, ``fraction_scales``) ``p`` is p / lam.
 
     Where P is a normal number, as products with a single rounding at the end (so that a result
     below the smallest normal number is still the correctly rounded subnormal), and without a

@@ -90,6 +90,7 @@ _DIGAMMA_MIN = tl.constexpr(constants.DIGAMMA_MIN)
 _TEMME_MIN = tl.constexpr(constants.TEMME_MIN)
 _TEMME_Z = tl.constexpr(constants.TEMME_Z)
 _RESCALE_LOW = tl.constexpr(RESCALE_LOW)
+_SCALE_FROM = tl.constexpr(constants.SCALE_FROM)
 _RESCALE_HIGH = tl.constexpr(RESCALE_HIGH)
 # Tails whose first parameter is below this take the small-parameter forms of the series' terms.
 _TINY_PARAMETER = tl.constexpr(0.1)
@@ -98,11 +99,31 @@ _TINY_PARAMETER = tl.constexpr(0.1)
 # (``_fraction``): compiled as Triton device functions for the GPU; under the interpreter called
 # as they are, on its tensors (it would decorate only functions whose module imports triton).
 if knobs.runtime.interpret:
+    fraction_start = _fraction.fraction_start
     fraction_coefficients = _fraction.fraction_coefficients
     fraction_step = _fraction.fraction_step
 else:
+    fraction_start = triton.jit(_fraction.fraction_start)
     fraction_coefficients = triton.jit(_fraction.fraction_coefficients)
     fraction_step = triton.jit(_fraction.fraction_step)
+
+
+@triton.jit
+def _power_of_two(v):
+    """v >= 1 rounded down to a power of two."""
+    return tl.exp2(tl.floor(tl.log2(v)))
+
+
+@triton.jit
+def _fraction_scales(p, q):
+    """The scales (lam, sig) of the continued fraction (``_scalar.fraction_scales``): 1 unless p
+    or q is above SCALE_FROM, else lam about p / sqrt(q) and sig about q / p."""
+    lam = tl.where(
+        p > _SCALE_FROM, _power_of_two(tl.maximum(p / tl.sqrt(tl.maximum(q, 1.0)), 1.0)), 1.0
+    )
+    big = tl.maximum(p, 1.0)
+    sig = tl.where(q > _SCALE_FROM * big, _power_of_two(tl.maximum(q / big, 1.0)), 1.0)
+    return lam, sig
 
 
 # --- the power series ---------------------------------------------------------------------------
@@ -206,26 +227,29 @@ def _continued_fraction(
 
     K = A_0 + alpha_1 / (beta_1 + alpha_2 / (beta_2 + ...)) with the coefficients of
     ``_fraction`` (the partial denominators written with delta, so that none cancels near the
-    mean); the convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k
+    mean), evaluated as lam K with the scales of ``_fraction_scales`` (1 unless p or q is huge);
+    the convergents A_k / B_k follow A_k = beta_k A_{k-1} + alpha_k A_{k-2} (B_k
     likewise), their p and q derivatives the differentiated recurrence, rescaled by 1 / B_k when
     B_k leaves [1e-100, 1e100]. A finished element's steps are beta = 1, alpha = 0, which leave
     A_k, B_k and their derivatives as they were. ``log_power_p``, ``log_power_q``: the p and q
     derivatives of log P (``log_ratio_to_mean``).
     """
-    t2 = t * t
+    lam, sig = _fraction_scales(p, q)
+    lam_over_sig = lam / sig
+    tau = sig * t
+    tau2 = tau * tau
+    lam_s = lam * s
     zero = tl.zeros_like(t)
-    inv = 1.0 / (p + 1.0)
-    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p and q derivatives; A_0 = 1 + d_1.
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q derivatives;
+    # A_0 = 1 + d_1.
+    num, num_p, num_q = fraction_start(p, t, s, delta, lam)
     num_prev = zero + 1.0
-    num = (1.0 + delta) * inv
     den_prev = zero
     den = zero + 1.0
     num_prev_p = zero
-    num_p = (s - num) * inv
     den_prev_p = zero
     den_p = zero
     num_prev_q = zero
-    num_q = -t * inv
     den_prev_q = zero
     den_q = zero
     num_last = num  # the previous convergent
@@ -236,7 +260,15 @@ def _continued_fraction(
     while (k < max_terms) & (tl.max(active.to(tl.int32), axis=0) > 0):
         kf = k.to(tl.float64)
         beta, alpha, beta_p, alpha_p, beta_q, alpha_q = fraction_step(
-            t, s, t2, delta, kf, fraction_coefficients(p, q, kf)
+            t,
+            s,
+            tau,
+            tau2,
+            delta,
+            kf,
+            fraction_coefficients(p, q, kf, lam, lam_over_sig),
+            sig,
+            lam_s,
         )
         beta = tl.where(active, beta, 1.0)
         alpha = tl.where(active, alpha, 0.0)
@@ -301,13 +333,13 @@ def _continued_fraction(
     # I = P / (p K): a product with one rounding at the end where P is a normal number
     # (``_scalar.fraction_result``), else from its log.
     ratio = den / num
-    log_value = log_power - log_p + tl.log(ratio)
-    value = tl.where(log_power > _LOG_SUBNORMAL, power * (ratio / p), tl.exp(log_value))
+    log_value = log_power - (log_p - tl.log(lam)) + tl.log(ratio)
+    value = tl.where(log_power > _LOG_SUBNORMAL, power * (ratio / (p / lam)), tl.exp(log_value))
     log_grad_p = log_value
     log_grad_q = log_value
     if WANT_GRAD_AB:
         # ``_scalar.fraction_gradients``
-        log_grad_p = log_power_p - 1.0 / p - (num_p / num - den_p / den)
+        log_grad_p = log_power_p - 1.0 / p - (num_p / num - den_p / den) / lam
         log_grad_q = log_power_q - (num_q / num - den_q / den)
     return value, log_value, log_grad_p, log_grad_q, active
 

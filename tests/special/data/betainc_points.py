@@ -84,6 +84,8 @@ def _parameters(group: str, rng):
         return a, a * _log_uniform(rng, 1e-2, 1e2)
     if group == "subnormal":  # x where the value is below the smallest normal number
         return _log_uniform(rng, 1e-3, 1e4), _log_uniform(rng, 1e-3, 1e4)
+    if group == "huge b":  # b up to 1e305 against a moderate a, x of order 1 / b below
+        return _log_uniform(rng, 1e-3, 30.0), _log_uniform(rng, 1e20, 1e305)
     raise ValueError(group)
 
 
@@ -109,6 +111,7 @@ GROUPS = {
     "huge": 40,
     "subnormal": 60,
     "issue": len(ISSUE_ROWS),
+    "huge b": 60,
 }
 
 
@@ -124,6 +127,8 @@ def points(group: str, n: int, seed: int, dtype=np.float64):
             x = rng.uniform(0.6, 0.97)
         elif group == "tiny a":
             x = rng.uniform(0.03, 0.4)
+        elif group == "huge b":  # b x from 0.05 to 500: both sides of the reflection point
+            x = _log_uniform(rng, 0.05, 500.0) / b
         elif group == "subnormal":
             # below the smallest normal number of the dtype, down to its smallest subnormal
             low, high = (308, 323) if dtype == np.float64 else (38, 45)

@@ -44,7 +44,7 @@ def all_points():
     rows = []
     for seed, (group, count) in enumerate(points.GROUPS.items()):
         rows += [(group, "float64", *p) for p in points.points(group, count, seed)]
-        if group not in ("huge", "issue"):  # beyond float32's range; float64 rows
+        if group not in ("huge", "issue", "huge b"):  # beyond float32's range; float64 rows
             count32 = count // 3
             rows += [
                 (group, "float32", *p)
