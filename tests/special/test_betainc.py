@@ -80,6 +80,7 @@ SCIPY_CONVENTIONS = [
     (2.0, -1.0, 0.5),
     (math.inf, 2.0, 0.5),
     (2.0, math.inf, 0.5),
+    (math.inf, math.inf, 0.5),
     (math.nan, 1.0, 0.5),
     (1.0, math.nan, 0.5),
     (1.0, 1.0, math.nan),

@@ -259,3 +259,27 @@ def test_huge_b_with_x_of_order_1_over_b(kernel, with_grad):
                 found = float(column.grad[i])
                 bound = max(1e-11 * abs(expected[key]), TINY)
                 assert abs(found - expected[key]) <= bound, (key, found, where)
+
+
+@pytest.mark.parametrize("with_grad", [True, False], ids=["with-gradients", "value-only"])
+def test_subnormal_parameters(kernel, with_grad):
+    """a or b below the smallest normal number, down to the smallest subnormal: the value is of
+    the order of the tiny parameter (or 1 minus it), itself subnormal where b is. log Gamma(q + p)
+    - log Gamma(q) overflowed in p / q there (the small-parameter form of the series), and the
+    value was 0 (1.9e-309 at a = 0.05, b = 1e-310, x = 0.3)."""
+    rng = random.Random(14)
+    points = []
+    for tiny in (5e-324, 1e-320, 1e-315, 1e-310, 2e-308):
+        for _ in range(4):
+            other = 10.0 ** rng.uniform(-3, 1)
+            x = rng.uniform(0.01, 0.99)
+            points += [(other, tiny, x), (tiny, other, x)]
+    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
+    if with_grad:
+        a.requires_grad_()
+    value = betainc(a, b, x).detach().numpy()
+    for (pa, pb, px), found in zip(points, value, strict=True):
+        with mpmath.workdps(60):
+            exact = float(mpmath.betainc(pa, pb, 0, px, regularized=True))
+        bound = max(1e-12 * abs(exact), SMALLEST_SUBNORMAL)
+        assert abs(found - exact) <= bound, (pa, pb, px, found, exact)

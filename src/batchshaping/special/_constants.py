@@ -59,3 +59,7 @@ TEMME_Z = 4.0
 # Parameters above which the continued fraction is scaled (``_fraction.fraction_coefficients``,
 # ``fraction_scales`` in each kernel); below, its scales are 1.
 SCALE_FROM = 2.0**64
+# Below this first parameter the series' log I_t(p, q) is p (log t + EULER_GAMMA + psi(q) + T),
+# one product (its O(p^2) is far below the smallest subnormal): its terms p log t and
+# log(p B(p, q)), each of order p, would round to whole subnormal units apart.
+VANISHING_P = 1e-290

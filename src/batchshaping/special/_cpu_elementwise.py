@@ -39,6 +39,7 @@ from torch import Tensor
 
 from batchshaping._runtime.jit import callee, jit
 from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch, temme
+from batchshaping.special._constants import EULER_GAMMA, VANISHING_P
 from batchshaping.special._cpu_host import prepare, run_in_threads
 from batchshaping.special._scalar import (
     LOG_SUBNORMAL,
@@ -48,6 +49,7 @@ from batchshaping.special._scalar import (
     RESCALE_LOW,
     beta_density,
     convergent_derivatives,
+    digamma,
     end_point_density,
     fraction_coefficients,
     fraction_gradients,
@@ -121,7 +123,10 @@ def _series(
             # order p, and p T in it must be exact relative to T itself, not to 1/p + T.
             break
     scaled = 1.0 + p * total
-    if p < 1.0:
+    if p < VANISHING_P:
+        log_value = p * (log_t + EULER_GAMMA + digamma(q) + total)
+        value = math.exp(log_value)
+    elif p < 1.0:
         log_value = p * log_t - log_p_beta + math.log1p(p * total)
         value = math.exp(log_value)
     else:
@@ -347,7 +352,7 @@ def betainc_scalar(
         if want_density and not degenerate:
             density = end_point_density(a, b, x, terms[0], tiny, huge)
         return x, 0.0, 0.0, density
-    if a == 0.0 and b == 0.0:
+    if (a == 0.0 and b == 0.0) or (math.isinf(a) and math.isinf(b)):  # no limit
         return NAN, NAN, NAN, NAN
     if a == 0.0 or math.isinf(b):
         return 1.0, 0.0, 0.0, 0.0

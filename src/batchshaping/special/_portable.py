@@ -108,7 +108,12 @@ def _shift_up(q: Tensor, to: float, term) -> tuple[Tensor, Tensor]:
 
 def _log_gamma_difference(q: Tensor, p: Tensor) -> Tensor:
     """log Gamma(q + p) - log Gamma(q), to within a few ulp of p log(q + p) for small p."""
-    q, total = _shift_up(q, constants.STIRLING_MIN, lambda v: -torch.log1p(p / v))
+    # log(v + p) - log(v) where p / v overflows (v subnormal): v + p = p there.
+    q, total = _shift_up(
+        q,
+        constants.STIRLING_MIN,
+        lambda v: -torch.where(p / v < 1e300, torch.log1p(p / v), torch.log(p) - torch.log(v)),
+    )
     return (
         total
         + p * torch.log(q)
@@ -287,6 +292,9 @@ def _series(p, q, t, log_t, log_s, delta, log_power, sides, grad: bool):
         torch.where(small, p * log_t - log_p_beta, log_power - q * log_s - torch.log(p))
         + log_scaled
     )
+    # One product below VANISHING_P (see the constant); computed everywhere: no host sync.
+    tiny_log = p * (log_t + constants.EULER_GAMMA + torch.digamma(q) + total)
+    log_value = torch.where(p < constants.VANISHING_P, tiny_log, log_value)
     converged = term.abs() <= _CONVERGED * (1.0 / p + total).abs()
     # As in the CPU kernel: a product where P is normal (for p >= 1).
     product = torch.exp(log_power) * torch.exp(-q * log_s) * (1.0 / p + total)
@@ -629,7 +637,8 @@ def betainc(
     degenerate_one = (x == 1) | ((x > 0) & ((a == 0) | (b == math.inf)))
     value = torch.where(interior, value, degenerate_one.to(work))
     nan = torch.full_like(value, math.nan)
-    invalid = ~valid | ((a == 0) & (b == 0) & (x > 0) & (x < 1)) | beyond | (interior & ~exact)
+    no_limit = ((a == 0) & (b == 0)) | ((a == math.inf) & (b == math.inf))
+    invalid = ~valid | (no_limit & (x > 0) & (x < 1)) | beyond | (interior & ~exact)
     value = torch.where(invalid, nan, value)
 
     grad_a, grad_b, grad_x = (torch.empty((0,), dtype=out_dtype, device=x.device) for _ in "abx")

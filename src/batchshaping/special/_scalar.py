@@ -160,7 +160,9 @@ def log_gamma_difference(q, p):
     """
     total = 0.0
     while q < STIRLING_MIN:
-        total -= math.log1p(p / q)
+        ratio = p / q
+        # log(q + p) - log(q) where p / q overflows (q subnormal): q + p = p there.
+        total -= math.log1p(ratio) if ratio < 1e300 else math.log(p) - math.log(q)
         q += 1.0
     return (
         total

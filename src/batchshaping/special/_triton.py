@@ -91,6 +91,8 @@ _TEMME_MIN = tl.constexpr(constants.TEMME_MIN)
 _TEMME_Z = tl.constexpr(constants.TEMME_Z)
 _RESCALE_LOW = tl.constexpr(RESCALE_LOW)
 _SCALE_FROM = tl.constexpr(constants.SCALE_FROM)
+_VANISHING_P = tl.constexpr(constants.VANISHING_P)
+_EULER_GAMMA = tl.constexpr(constants.EULER_GAMMA)
 _RESCALE_HIGH = tl.constexpr(RESCALE_HIGH)
 # Tails whose first parameter is below this take the small-parameter forms of the series' terms.
 _TINY_PARAMETER = tl.constexpr(0.1)
@@ -198,6 +200,10 @@ def _series(
     below_one = p < 1.0
     log_value = tl.where(below_one, p * log_t - log_p_beta, log_power - q * log_s - log_p)
     log_value += log1p(p * total)
+    vanishing = p < _VANISHING_P  # one product (``constants.VANISHING_P``)
+    if tl.max(vanishing.to(tl.int32), axis=0) > 0:
+        tiny_log = p * (log_t + _EULER_GAMMA + digamma(tl.where(vanishing, q, 1.0)) + total)
+        log_value = tl.where(vanishing, tiny_log, log_value)
     # A product of factors with small relative errors where P is normal (adding to the large
     # log of P would add a rounding error of order ulp(log P)).
     product = power * (tl.exp(-q * log_s) * (inv_p + total))
@@ -380,15 +386,17 @@ def betainc_kernel(
     inf = float("inf")
 
     # Outside the interior, as scipy: NaN outside the domain, x at the end points, 1 where
-    # a = 0 or b = inf, 0 where b = 0 or a = inf, NaN for a = b = 0; NaN inside (0, 1) where
-    # a + b overflows (beyond the range of the kernels), and the density there.
+    # a = 0 or b = inf, 0 where b = 0 or a = inf, NaN for a = b = 0 and for a = b = inf; NaN
+    # inside (0, 1) where a + b overflows (beyond the range of the kernels), and the density
+    # there.
     valid = (a >= 0.0) & (b >= 0.0) & (x >= 0.0) & (x <= 1.0)  # false for NaN
     at_end = (x == 0.0) | (x == 1.0)
     degenerate = (a == 0.0) | (b == 0.0) | (a == inf) | (b == inf)
     regular = in_bounds & valid & ~degenerate  # a, b positive and finite
     beyond = regular & (a + b == inf)
     interior = regular & ~at_end & ~beyond
-    undefined = ~valid | (~at_end & (a == 0.0) & (b == 0.0)) | (beyond & ~at_end)
+    no_limit = ((a == 0.0) & (b == 0.0)) | ((a == inf) & (b == inf))
+    undefined = ~valid | (~at_end & no_limit) | (beyond & ~at_end)
     edge = tl.where(at_end, x, tl.where((a == 0.0) | (b == inf), 1.0, 0.0))
     outside = in_bounds & ~interior
     tl.store(value_ptr + offsets, tl.where(undefined, nan, edge), mask=outside)

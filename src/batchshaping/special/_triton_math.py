@@ -205,7 +205,10 @@ def log_gamma_difference(q, p):
     total = tl.zeros_like(q)
     low = q < _STIRLING_MIN
     while tl.max(low.to(tl.int32), axis=0) > 0:
-        total = tl.where(low, total - log1p(p / q), total)
+        # log(q + p) - log(q) where p / q overflows (q subnormal): q + p = p there.
+        ratio = p / q
+        term = tl.where(ratio < 1e300, log1p(ratio), tl.log(p) - tl.log(q))
+        total = tl.where(low, total - term, total)
         q = tl.where(low, q + 1.0, q)
         low = q < _STIRLING_MIN
     return total + p * tl.log(q) + ((q + p - 0.5) * log1p(p / q) - p) + stirling_difference(q, p)
