@@ -39,7 +39,7 @@ from torch import Tensor
 
 from batchshaping._runtime.jit import callee, jit
 from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch, temme
-from batchshaping.special._constants import EULER_GAMMA, VANISHING_P
+from batchshaping.special._constants import EULER_GAMMA, STIRLING_MIN, VANISHING_P
 from batchshaping.special._cpu_host import prepare, run_in_threads
 from batchshaping.special._scalar import (
     LOG_SUBNORMAL,
@@ -79,11 +79,11 @@ def _series(
 
     B_t(p, q) = t^p sum_n t_n / (p + n),  t_0 = 1,  t_n = t_{n-1} (n - q) t / n, so that
     I_t = t^p / (p B(p, q)) (1 + p T), T = sum_{n >= 1} t_n / (p + n): the log of the prefactor
-    from ``sides`` (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q)) to full
-    accuracy as p -> 0, and log1p(p T). ``tables[side, 10, n] = 1 / (p + n)``,
-    ``tables[0, 11, n] = 1 / n`` for n < ``length``.
+    from ``sides`` (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q),
+    log(p B) + p log q) to full accuracy as p -> 0, and log1p(p T).
+    ``tables[side, 10, n] = 1 / (p + n)``, ``tables[0, 11, n] = 1 / n`` for n < ``length``.
     """
-    log_p_beta, psi_1p, psi_diff, psi_p, _, psi_pq = sides
+    log_p_beta, psi_1p, psi_diff, psi_p, _, psi_pq, log_p_beta_q = sides
     term_coef = 1.0  # t_n
     term_coef_q = 0.0  # d t_n / d q, carried by its own recurrence (t_n may be exactly zero)
     inv_p = 1.0 / p
@@ -127,7 +127,14 @@ def _series(
         log_value = p * (log_t + EULER_GAMMA + digamma(q) + total)
         value = math.exp(log_value)
     elif p < 1.0:
-        log_value = p * log_t - log_p_beta + math.log1p(p * total)
+        if q >= STIRLING_MIN:
+            # p log t and log(p B) are each of order p log q: p log(q t) and log(p B) + p log q
+            # are not (a subnormal q t has lost bits, and is far from 1).
+            product = q * t
+            log_product = math.log(product) if product > 1e-300 else math.log(q) + log_t
+            log_value = p * log_product - log_p_beta_q + math.log1p(p * total)
+        else:
+            log_value = p * log_t - log_p_beta + math.log1p(p * total)
         value = math.exp(log_value)
     else:
         log_value = log_power - q * log_u - math.log(p) + math.log1p(p * total)
@@ -274,10 +281,10 @@ def lower_tail(
 ):
     """(I_t(p, q), 1 - I_t(p, q), d/dp, d/dq) for t below the mode, by the method that suits.
 
-    ``sides`` = (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q)) (see
-    ``parameter_terms``); ``tables[side]`` is ``_fill_tables(p, q, ...)`` up to ``length``
-    (0: none); ``scratch`` that of the asymptotic expansion. The complement is exact where the
-    series gives the log of I_t (small p, where I_t may be 1 - O(p)).
+    ``sides`` = (log(p B), psi(1 + p), psi(p + q) - psi(q), psi(p), psi(q), psi(p + q),
+    log(p B) + p log q) (see ``series_terms``); ``tables[side]`` is ``_fill_tables(p, q, ...)``
+    up to ``length`` (0: none); ``scratch`` that of the asymptotic expansion. The complement is
+    exact where the series gives the log of I_t (small p, where I_t may be 1 - O(p)).
     """
     psi = (sides[3], sides[4], sides[5])
     if (q * t <= 1.0 or p < 1.0) and t <= 0.95:
@@ -386,10 +393,10 @@ def either_tail(a, b, terms, element, lower, want_grad, tol, tables, length, scr
     x, y, log_x, log_y, delta, log_power, power = element
     if lower:
         p, q, t, s, log_t, log_s, offset, side = a, b, x, y, log_x, log_y, delta, 0
-        sides = (terms[4], terms[5], terms[6], terms[1], terms[2], terms[3])
+        sides = (terms[4], terms[5], terms[6], terms[1], terms[2], terms[3], terms[7])
     else:
         p, q, t, s, log_t, log_s, offset, side = b, a, y, x, log_y, log_x, -delta, 1
-        sides = (terms[7], terms[8], terms[9], terms[2], terms[1], terms[3])
+        sides = (terms[8], terms[9], terms[10], terms[2], terms[1], terms[3], terms[11])
     value, complement, grad_p, grad_q = lower_tail(
         p,
         q,

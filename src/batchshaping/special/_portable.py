@@ -114,12 +114,13 @@ def _log_gamma_difference(q: Tensor, p: Tensor) -> Tensor:
         constants.STIRLING_MIN,
         lambda v: -torch.where(p / v < 1e300, torch.log1p(p / v), torch.log(p) - torch.log(v)),
     )
-    return (
-        total
-        + p * torch.log(q)
-        + ((q + p - 0.5) * torch.log1p(p / q) - p)
-        + _stirling_difference(q, p)
-    )
+    return total + p * torch.log(q) + _log_gamma_difference_over_power(q, p)
+
+
+def _log_gamma_difference_over_power(q: Tensor, p: Tensor) -> Tensor:
+    """log Gamma(q + p) - log Gamma(q) - p log q for q >= 15 (Stirling's series), without the
+    p log q that would cancel."""
+    return ((q + p - 0.5) * torch.log1p(p / q) - p) + _stirling_difference(q, p)
 
 
 def _digamma_series(x: Tensor) -> Tensor:
@@ -267,7 +268,7 @@ def _times_value(value: Tensor, log_value: Tensor, factor: Tensor) -> Tensor:
 
 def _series(p, q, t, log_t, log_s, delta, log_power, sides, grad: bool):
     """log I_t(p, q) by the power series, and d log I / dp, dq (see the CPU kernel)."""
-    log_p_beta, psi_1p, psi_diff, psi_p, _, psi_pq = sides
+    log_p_beta, psi_1p, psi_diff, psi_p, _, psi_pq, log_p_beta_q = sides
     coef = torch.ones_like(t)
     coef_q = torch.zeros_like(t)
     total = torch.zeros_like(t)
@@ -288,10 +289,13 @@ def _series(p, q, t, log_t, log_s, delta, log_power, sides, grad: bool):
             total_q = total_q + coef_q * inv
     small = p < _SERIES_BELOW
     log_scaled = torch.log1p(p * total)
-    log_value = (
-        torch.where(small, p * log_t - log_p_beta, log_power - q * log_s - torch.log(p))
-        + log_scaled
+    # For q >= 15 p log(q t) - (log(p B) + p log q): each of order p, not p log q.
+    product = q * t
+    log_product = torch.where(product > 1e-300, torch.log(product), torch.log(q) + log_t)
+    small_log = torch.where(
+        q >= constants.STIRLING_MIN, p * log_product - log_p_beta_q, p * log_t - log_p_beta
     )
+    log_value = torch.where(small, small_log, log_power - q * log_s - torch.log(p)) + log_scaled
     # One product below VANISHING_P (see the constant); computed everywhere: no host sync.
     tiny_log = p * (log_t + constants.EULER_GAMMA + torch.digamma(q) + total)
     log_value = torch.where(p < constants.VANISHING_P, tiny_log, log_value)
@@ -522,16 +526,20 @@ def _expansion(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: bool):
 
 
 def _small_parameter_terms(p, q, log_beta_pq, psi_p, psi_q, psi_pq, grad: bool):
-    """log(p B(p, q)), psi(1 + p), psi(p + q) - psi(q), to full accuracy as p -> 0."""
+    """log(p B(p, q)), psi(1 + p), psi(p + q) - psi(q), to full accuracy as p -> 0, and
+    log(p B(p, q)) + p log q where q >= 15 (``_scalar._small_parameter_terms``)."""
     small = p < _SERIES_BELOW
     p_small = torch.where(small, p, torch.full_like(p, 0.5))
+    log_gamma_1p = _log_gamma_1p(p_small)
     log_p_beta = torch.where(
         small,
-        _log_gamma_1p(p_small) - _log_gamma_difference(q, p_small),
+        log_gamma_1p - _log_gamma_difference(q, p_small),
         log_beta_pq + torch.log(p),
     )
+    q_large = torch.clamp(q, min=constants.STIRLING_MIN)
+    log_p_beta_q = log_gamma_1p - _log_gamma_difference_over_power(q_large, p_small)
     if not grad:
-        return log_p_beta, None, None
+        return log_p_beta, None, None, log_p_beta_q
     psi_1p = torch.where(small, torch.digamma(1.0 + p), psi_p + 1.0 / p)
     large_q = q >= constants.DIGAMMA_MIN
     q_large = torch.where(large_q, q, torch.full_like(q, constants.DIGAMMA_MIN))
@@ -539,16 +547,16 @@ def _small_parameter_terms(p, q, log_beta_pq, psi_p, psi_q, psi_pq, grad: bool):
     psi_diff = torch.where(
         small, _digamma_difference(q, p_small), torch.where(large_q, near, psi_pq - psi_q)
     )
-    return log_p_beta, psi_1p, psi_diff
+    return log_p_beta, psi_1p, psi_diff, log_p_beta_q
 
 
 def _lower_tail(p, q, t, s, log_t, log_s, delta, log_power, log_beta_pq, psi, grad: bool):
     """(I_t(p, q), 1 - I_t(p, q), d/dp, d/dq) for t below the mode, and where it is exact."""
     psi_p, psi_q, psi_pq = psi if grad else (None, None, None)
-    log_p_beta, psi_1p, psi_diff = _small_parameter_terms(
+    log_p_beta, psi_1p, psi_diff, log_p_beta_q = _small_parameter_terms(
         p, q, log_beta_pq, psi_p, psi_q, psi_pq, grad
     )
-    sides = (log_p_beta, psi_1p, psi_diff, psi_p, psi_q, psi_pq)
+    sides = (log_p_beta, psi_1p, psi_diff, psi_p, psi_q, psi_pq, log_p_beta_q)
     use_series = ((q * t <= 1.0) | (p < 1.0)) & (t <= 0.95)
     n = p + q
     use_expansion = (

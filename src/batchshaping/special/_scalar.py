@@ -164,12 +164,14 @@ def log_gamma_difference(q, p):
         # log(q + p) - log(q) where p / q overflows (q subnormal): q + p = p there.
         total -= math.log1p(ratio) if ratio < 1e300 else math.log(p) - math.log(q)
         q += 1.0
-    return (
-        total
-        + p * math.log(q)
-        + ((q + p - 0.5) * math.log1p(p / q) - p)
-        + stirling_difference(q, p)
-    )
+    return total + p * math.log(q) + log_gamma_difference_over_power(q, p)
+
+
+@callee
+def log_gamma_difference_over_power(q, p):
+    """log Gamma(q + p) - log Gamma(q) - p log q for q >= 15 and 0 <= p (Stirling's series),
+    of order p^2 / q: without the p log q that would cancel."""
+    return ((q + p - 0.5) * math.log1p(p / q) - p) + stirling_difference(q, p)
 
 
 @callee
@@ -579,21 +581,26 @@ def end_point_density(a, b, x, log_beta, tiny, huge):
 
 @callee
 def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
-    """log(p B(p, q)), psi(1 + p) and psi(p + q) - psi(q): what the series needs to keep
-    full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a number of order p).
-    From p = 0.1 up the plain formulas lose less than a digit, and cost a fraction."""
+    """log(p B(p, q)), psi(1 + p), psi(p + q) - psi(q) and log(p B(p, q)) + p log q: what the
+    series needs to keep full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a
+    number of order p). From p = 0.1 up the plain formulas lose less than a digit, and cost a
+    fraction. The last (for q >= 15, else NaN) is of order p where the others are of order
+    p log q: the series' log, p log(q t) minus it, keeps its digits for huge q."""
+    log_p_beta_q = NAN
+    if q >= STIRLING_MIN:
+        log_p_beta_q = log_gamma_1p(p) - log_gamma_difference_over_power(q, p)
     if p >= 0.1:
         log_p_beta = log_beta + math.log(p)
         if not want_grad:
-            return log_p_beta, 0.0, 0.0
+            return log_p_beta, 0.0, 0.0, log_p_beta_q
         psi_diff = psi_pq - psi_q
         if q >= DIGAMMA_MIN:  # both large where p << q: their logs cancel
             psi_diff = math.log1p(p / q) + digamma_minus_log(p + q) - digamma_minus_log(q)
-        return log_p_beta, psi_p + 1.0 / p, psi_diff
+        return log_p_beta, psi_p + 1.0 / p, psi_diff, log_p_beta_q
     log_p_beta = log_gamma_1p(p) - log_gamma_difference(q, p)
     if not want_grad:
-        return log_p_beta, 0.0, 0.0
-    return log_p_beta, digamma(1.0 + p), digamma_difference(q, p)
+        return log_p_beta, 0.0, 0.0, log_p_beta_q
+    return log_p_beta, digamma(1.0 + p), digamma_difference(q, p), log_p_beta_q
 
 
 @callee
@@ -611,11 +618,11 @@ def parameter_terms(a, b, want_grad):
 @callee
 def series_terms(a, b, want_grad):
     """``parameter_terms`` and what the series needs besides, with p = a and with p = b
-    (``_small_parameter_terms``): (..., log(a B), psi(1 + a), psi(a + b) - psi(b), log(b B),
-    psi(1 + b), psi(a + b) - psi(a))."""
+    (``_small_parameter_terms``): (..., log(a B), psi(1 + a), psi(a + b) - psi(b),
+    log(a B) + a log b, log(b B), psi(1 + b), psi(a + b) - psi(a), log(b B) + b log a)."""
     log_beta, psi_a, psi_b, psi_ab = parameter_terms(a, b, want_grad)
     if math.isnan(log_beta):
-        return (NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
+        return (NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN)
     side_a = _small_parameter_terms(a, b, log_beta, psi_a, psi_b, psi_ab, want_grad)
     side_b = _small_parameter_terms(b, a, log_beta, psi_b, psi_a, psi_ab, want_grad)
     return (log_beta, psi_a, psi_b, psi_ab) + side_a + side_b  # noqa: RUF005 (numba)

@@ -63,6 +63,7 @@ from batchshaping.special._triton_math import (
     log_beta,
     log_gamma_1p,
     log_gamma_difference,
+    log_gamma_difference_over_power,
     log_power_terms,
     log_ratio_to_mean,
     mean_offset,
@@ -87,6 +88,7 @@ INTERPRETER_BLOCK = 1 << 18
 _LOG_SUBNORMAL = tl.constexpr(constants.LOG_SUBNORMAL)
 _LOG_ZERO = tl.constexpr(constants.LOG_ZERO)
 _DIGAMMA_MIN = tl.constexpr(constants.DIGAMMA_MIN)
+_STIRLING_MIN = tl.constexpr(constants.STIRLING_MIN)
 _TEMME_MIN = tl.constexpr(constants.TEMME_MIN)
 _TEMME_Z = tl.constexpr(constants.TEMME_Z)
 _RESCALE_LOW = tl.constexpr(RESCALE_LOW)
@@ -166,6 +168,7 @@ def _series(
             psi_diff = tl.where(tiny, digamma_difference(q, p_tiny), psi_diff)
 
     zero = tl.zeros_like(t)
+    large_q = active & (p < 1.0) & (q >= _STIRLING_MIN)  # before ``active`` narrows below
     term_coef = zero + 1.0  # t_n
     term_coef_q = zero  # d t_n / d q, by its own recurrence (t_n may be exactly zero)
     total = zero  # T
@@ -198,7 +201,16 @@ def _series(
         active = active & ~finished
         n += 1
     below_one = p < 1.0
-    log_value = tl.where(below_one, p * log_t - log_p_beta, log_power - q * log_s - log_p)
+    small_log = p * log_t - log_p_beta
+    if tl.max(large_q.to(tl.int32), axis=0) > 0:
+        # p log(q t) - (log(p B) + p log q): each of order p, not p log q (as on the CPU).
+        q_large = tl.where(large_q, q, _STIRLING_MIN)
+        p_small = tl.where(large_q, p, 0.5)
+        log_p_beta_q = log_gamma_1p(p_small) - log_gamma_difference_over_power(q_large, p_small)
+        product = q * t
+        log_product = tl.where(product > 1e-300, tl.log(product), tl.log(q) + log_t)
+        small_log = tl.where(large_q, p * log_product - log_p_beta_q, small_log)
+    log_value = tl.where(below_one, small_log, log_power - q * log_s - log_p)
     log_value += log1p(p * total)
     vanishing = p < _VANISHING_P  # one product (``constants.VANISHING_P``)
     if tl.max(vanishing.to(tl.int32), axis=0) > 0:

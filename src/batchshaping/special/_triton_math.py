@@ -211,7 +211,14 @@ def log_gamma_difference(q, p):
         total = tl.where(low, total - term, total)
         q = tl.where(low, q + 1.0, q)
         low = q < _STIRLING_MIN
-    return total + p * tl.log(q) + ((q + p - 0.5) * log1p(p / q) - p) + stirling_difference(q, p)
+    return total + p * tl.log(q) + log_gamma_difference_over_power(q, p)
+
+
+@triton.jit
+def log_gamma_difference_over_power(q, p):
+    """log Gamma(q + p) - log Gamma(q) - p log q for q >= 15 (Stirling's series), without the
+    p log q that would cancel."""
+    return ((q + p - 0.5) * log1p(p / q) - p) + stirling_difference(q, p)
 
 
 @triton.jit
