@@ -63,3 +63,11 @@ SCALE_FROM = 2.0**64
 # one product (its O(p^2) is far below the smallest subnormal): its terms p log t and
 # log(p B(p, q)), each of order p, would round to whole subnormal units apart.
 VANISHING_P = 1e-290
+# Where the gradients in a and b are asked for, a tail is negligible only if its log is this much
+# further below LOG_ZERO, past the log of 1 / min(p, 1) / min(q, 1): d log I / dp and dq are at
+# most about 1 / p + 1 / q + 800 (|log t|, log(p + q), psi), and the gradient may be a normal
+# number where the value is not.
+NEGLIGIBLE_GRADIENT_MARGIN = 7.0
+# The smallest normal float64. The gradient in a parameter below it (a subnormal a or b) is NaN:
+# d/dq I is about I / q there, and psi(q) of order -1 / q overflows on the kernels' way to it.
+SMALLEST_NORMAL = 2.2250738585072014e-308

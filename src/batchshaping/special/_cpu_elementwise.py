@@ -39,7 +39,12 @@ from torch import Tensor
 
 from batchshaping._runtime.jit import callee, jit
 from batchshaping.special._asymptotic import TEMME_MIN, TEMME_Z, new_scratch, temme
-from batchshaping.special._constants import EULER_GAMMA, STIRLING_MIN, VANISHING_P
+from batchshaping.special._constants import (
+    EULER_GAMMA,
+    SMALLEST_NORMAL,
+    STIRLING_MIN,
+    VANISHING_P,
+)
 from batchshaping.special._cpu_host import prepare, run_in_threads
 from batchshaping.special._scalar import (
     LOG_SUBNORMAL,
@@ -169,13 +174,14 @@ def _continued_fraction(
     ``tables[side, :10, k]`` holds the scaled coefficients of (p, q, k) for k < ``length``.
     Returns (value, d/dp, d/dq).
     """
-    lam, sig = fraction_scales(p, q)
+    lam, sig, nu = fraction_scales(p, q)
     ratio = lam / sig
     tau = sig * t
     tau2 = tau * tau
     lam_s = lam * s
-    # (A_{k-1}, A_k) and (B_{k-1}, B_k), with their p (times lam) and q derivatives, of lam K.
-    num, num_p, num_q = fraction_start(p, t, s, delta, lam)
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q (times nu)
+    # derivatives.
+    num, num_p, num_q = fraction_start(p, t, s, delta, lam, nu)
     num_prev, den_prev, den = 1.0, 0.0, 1.0
     num_prev_p = den_prev_p = den_p = 0.0
     num_prev_q = den_prev_q = den_q = 0.0
@@ -196,8 +202,8 @@ def _continued_fraction(
                 tables[side, 9, k],
             )
         else:
-            coefficients = fraction_coefficients(p, q, k, lam, ratio)
-        step = fraction_step(t, s, tau, tau2, delta, k, coefficients, sig, lam_s)
+            coefficients = fraction_coefficients(p, q, k, lam, ratio, nu)
+        step = fraction_step(t, s, tau, tau2, delta, k, coefficients, sig, lam_s, nu)
         beta, alpha = step[0], step[1]
         if want_grad:
             (
@@ -255,7 +261,7 @@ def _continued_fraction(
     log_grad_p = log_grad_q = 0.0
     if want_grad:
         log_grad_p, log_grad_q = fraction_gradients(
-            1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam
+            1.0, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam, nu
         )
     return fraction_result(power, log_power, p / lam, num, den, log_grad_p, log_grad_q)
 
@@ -310,7 +316,7 @@ def lower_tail(
             times_value(value, log_value, log_grad_p),
             times_value(value, log_value, log_grad_q),
         )
-    if negligible(log_power, p, q):
+    if negligible(log_power, p, q, want_grad):
         return 0.0, 1.0, 0.0, 0.0
     if min(p, q) >= TEMME_MIN and abs(delta) <= TEMME_Z * math.sqrt(p) * math.sqrt(q / (p + q)):
         value, grad_p, grad_q = temme(
@@ -327,10 +333,10 @@ def lower_tail(
 def _fill_tables(p, q, tables):
     """Rows 0-9: ``fraction_coefficients`` of (p, q, k), scaled by ``fraction_scales(p, q)``, by
     column k; rows 10, 11: 1 / (p + k), 1 / k."""
-    lam, sig = fraction_scales(p, q)
+    lam, sig, nu = fraction_scales(p, q)
     for k in range(tables.shape[1]):
         if k:
-            coefficients = fraction_coefficients(p, q, k, lam, lam / sig)
+            coefficients = fraction_coefficients(p, q, k, lam, lam / sig, nu)
             for row in range(10):
                 tables[row, k] = coefficients[row]
         tables[10, k] = 1.0 / (p + k)
@@ -382,6 +388,10 @@ def betainc_scalar(
     value, grad_a, grad_b = either_tail(
         a, b, terms, element, lower, want_grad, tol, tables, length, scratch
     )
+    if a < SMALLEST_NORMAL:  # not exact there (``_constants.SMALLEST_NORMAL``)
+        grad_a = NAN
+    if b < SMALLEST_NORMAL:
+        grad_b = NAN
     return value, grad_a, grad_b, density
 
 

@@ -46,6 +46,7 @@ from batchshaping._runtime.threads import run_copies
 from batchshaping.special._constants import (
     DIGAMMA_MIN,
     LOG_SUBNORMAL,
+    SMALLEST_NORMAL,
     STIRLING_MIN,
     TEMME_MIN,
     TEMME_Z,
@@ -202,6 +203,8 @@ def _sort_into_bins(
     reflection = (a + 1.0) / (a + b + 2.0)
     scale_lower = per_side / reflection
     scale_upper = per_side / (1.0 - reflection)
+    # A subnormal parameter's gradient is the per-element kernel's (NaN) too.
+    subnormal = min(a, b) < SMALLEST_NORMAL
     expansion_offset = -1.0
     if min(a, b) >= TEMME_MIN:
         expansion_offset = TEMME_Z * math.sqrt(a) * math.sqrt(b / (a + b))
@@ -234,10 +237,16 @@ def _sort_into_bins(
         delta = scratch[_DELTA, k]
         lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
-        if first < _SERIES_BELOW or first > _LANES_MAX_P or abs(delta) <= expansion_offset:
+        if (
+            first < _SERIES_BELOW
+            or first > _LANES_MAX_P
+            or abs(delta) <= expansion_offset
+            or subnormal
+        ):
             out[i] = math.nan
             continue
-        if negligible(log_power, first, b if lower else a):  # 0 (or 1) to working precision
+        # 0 (or 1) to working precision, and the gradients 0 where asked for
+        if negligible(log_power, first, b if lower else a, grad_a is not None):
             out[i] = 0.0 if lower else 1.0
             if grad_a is not None:
                 grad_a[i] = grad_b[i] = 0.0
@@ -288,7 +297,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
     compares the last two convergents of those steps (a lane may so take up to ``_STEPS - 1``
     steps of a converged fraction more than it needs).
     """
-    lam, sig = fraction_scales(p, q)
+    lam, sig, nu = fraction_scales(p, q)
     ratio = lam / sig
     inv = lam * (1.0 / (p + 1.0))
     for j in range(_LANES):
@@ -302,14 +311,14 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
             derivatives[j] = 0.0
         for j in range(_LANES):
             _, derivatives[_NUM_P + j], derivatives[_NUM_Q + j] = fraction_start(
-                p, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j], lam
+                p, lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j], lam, nu
             )
     for k in range(1, MAX_TERMS, _STEPS):
         batch = (
-            fraction_coefficients(p, q, k, lam, ratio),
-            fraction_coefficients(p, q, k + 1, lam, ratio),
-            fraction_coefficients(p, q, k + 2, lam, ratio),
-            fraction_coefficients(p, q, k + 3, lam, ratio),
+            fraction_coefficients(p, q, k, lam, ratio, nu),
+            fraction_coefficients(p, q, k + 1, lam, ratio, nu),
+            fraction_coefficients(p, q, k + 2, lam, ratio, nu),
+            fraction_coefficients(p, q, k + 3, lam, ratio, nu),
         )
         remaining = 0
         for j in range(_LANES):
@@ -333,7 +342,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
                     derivatives[_DEN_Q + j],
                 )
             for i in range(_STEPS):
-                step = fraction_step(t, s, tau, tau2, offset, k + i, batch[i], sig, lam_s)
+                step = fraction_step(t, s, tau, tau2, offset, k + i, batch[i], sig, lam_s, nu)
                 beta, alpha = step[0], step[1]
                 last_num, last_den, last_grads = num, den, grads
                 if derivatives is not None:
@@ -390,7 +399,7 @@ def _lane_results(p, q, psi, lanes, state, derivatives):
     :func:`_store_results`."""
     psi_p, psi_q, psi_pq = psi
     inv_p = 1.0 / p
-    lam, _ = fraction_scales(p, q)
+    lam, _, nu = fraction_scales(p, q)
     p_scaled = p / lam
     for j in range(_LANES):
         num, den = state[_NUM + j], state[_DEN + j]
@@ -399,7 +408,7 @@ def _lane_results(p, q, psi, lanes, state, derivatives):
         lanes[_TAIL, j] = power * factor
         if derivatives is not None:
             log_k_p = (derivatives[_NUM_P + j] / num - derivatives[_DEN_P + j] / den) / lam
-            log_k_q = derivatives[_NUM_Q + j] / num - derivatives[_DEN_Q + j] / den
+            log_k_q = (derivatives[_NUM_Q + j] / num - derivatives[_DEN_Q + j] / den) / nu
             log_grad_p = (lanes[_LOG_T, j] - psi_p + psi_pq) - inv_p - log_k_p
             log_grad_q = (lanes[_LOG_S, j] - psi_q + psi_pq) - log_k_q
             lanes[_GRAD_P, j] = power * (factor * log_grad_p)
@@ -426,7 +435,7 @@ def _store_results(
     """Write the lanes' results to their elements (I or 1 - I, and the gradients asked for),
     redoing those :func:`_lane_results` does not cover in the scalar functions."""
     plain = max(p, q) < DIGAMMA_MIN
-    lam, _ = fraction_scales(p, q)
+    lam, _, nu = fraction_scales(p, q)
     for j in range(filled):
         i = begin + order[first + j]
         if plain and lanes[_LANE_LOG_POWER, j] > LOG_SUBNORMAL:
@@ -450,6 +459,7 @@ def _store_results(
                     lanes[_LOG_S, j],
                     psi,
                     lam,
+                    nu,
                 )
             tail, grad_p, grad_q = fraction_result(
                 lanes[_LANE_POWER, j],

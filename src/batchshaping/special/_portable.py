@@ -325,33 +325,35 @@ def _power_of_two(v: Tensor) -> Tensor:
     return torch.exp2(torch.floor(torch.log2(v)))
 
 
-def _fraction_scales(p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-    """The scales (lam, sig) of the continued fraction (``_scalar.fraction_scales``): 1 unless p
-    or q is above SCALE_FROM, else lam about p / sqrt(q) and sig about q / p."""
-    one = torch.ones_like(p)
-    lam = torch.where(
-        p > constants.SCALE_FROM,
-        _power_of_two(torch.clamp(p / torch.sqrt(torch.clamp(q, min=1.0)), min=1.0)),
-        one,
-    )
-    big = torch.clamp(p, min=1.0)
-    sig = torch.where(
-        q > constants.SCALE_FROM * big, _power_of_two(torch.clamp(q / big, min=1.0)), one
-    )
-    return lam, sig
+def _scale(condition: Tensor, ratio: Tensor) -> Tensor:
+    """A ratio of parameters rounded down to a power of two, at least 1, where ``condition``;
+    else 1."""
+    one = torch.ones_like(ratio)
+    return torch.where(condition, _power_of_two(torch.clamp(ratio, min=1.0)), one)
+
+
+def _fraction_scales(p: Tensor, q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The scales (lam, sig, nu) of the continued fraction (``_scalar.fraction_scales``): 1
+    unless p or q is above SCALE_FROM, else lam about p / sqrt(q), sig about q / p and nu about
+    q / sqrt(p)."""
+    big_p = torch.clamp(p, min=1.0)
+    lam = _scale(p > constants.SCALE_FROM, p / torch.sqrt(torch.clamp(q, min=1.0)))
+    sig = _scale(q > constants.SCALE_FROM * big_p, q / big_p)
+    nu = _scale(q > constants.SCALE_FROM, q / torch.sqrt(big_p))
+    return lam, sig, nu
 
 
 def _continued_fraction(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: bool):
     """log I_t(p, q) = log(P / (p K)) by the odd part of the fraction, and the gradients.
 
     The recurrence runs on lam K, with the scales of :func:`_fraction_scales`."""
-    lam, sig = _fraction_scales(p, q)
+    lam, sig, nu = _fraction_scales(p, q)
     ratio = lam / sig
     tau = sig * t
     tau2 = tau * tau
     lam_s = lam * s
-    # lam K, its p derivative times lam and its q derivative
-    num, num_p, num_q = fraction_start(p, t, s, delta, lam)
+    # lam K, its p derivative times lam and its q derivative times nu
+    num, num_p, num_q = fraction_start(p, t, s, delta, lam, nu)
     num_prev, den_prev, den = torch.ones_like(t), torch.zeros_like(t), torch.ones_like(t)
     zeros = torch.zeros_like(t)
     # d/dp then d/dq of (A_{k-1}, A_k, B_{k-1}, B_k)
@@ -362,7 +364,16 @@ def _continued_fraction(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: b
     log_k_p = log_k_q = torch.full_like(t, math.inf)
     for k in range(1, _FRACTION_STEPS + 1):
         beta, alpha, beta_p, alpha_p, beta_q, alpha_q = fraction_step(
-            t, s, tau, tau2, delta, k, fraction_coefficients(p, q, k, lam, ratio), sig, lam_s
+            t,
+            s,
+            tau,
+            tau2,
+            delta,
+            k,
+            fraction_coefficients(p, q, k, lam, ratio, nu),
+            sig,
+            lam_s,
+            nu,
         )
         new_derivs = derivs
         if grad:
@@ -417,7 +428,7 @@ def _continued_fraction(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: b
         return value, log_value, None, None, exact
     psi_p, psi_q, psi_pq = psi
     log_grad_p = _log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq) - 1.0 / p - log_k_p / lam
-    log_grad_q = _log_ratio_to_mean(q, p, -delta, log_s, psi_q, psi_pq) - log_k_q
+    log_grad_q = _log_ratio_to_mean(q, p, -delta, log_s, psi_q, psi_pq) - log_k_q / nu
     return value, log_value, log_grad_p, log_grad_q, exact
 
 
@@ -577,21 +588,31 @@ def _lower_tail(p, q, t, s, log_t, log_s, delta, log_power, log_beta_pq, psi, gr
     complement = torch.where(use_series, s_complement, 1.0 - c_value)
     # Below half the smallest subnormal (see ``_scalar.negligible``): 0, whatever the fraction
     # did with such numbers.
-    negligible = ~use_series & (
-        log_power - torch.log(p) + torch.log(p + q + 2.0) < constants.LOG_ZERO
-    )
+    bound = log_power - torch.log(p) + torch.log(p + q + 2.0)
+    negligible = ~use_series & (bound < constants.LOG_ZERO)
+    # Where the gradients are asked for, they may be normal numbers where the value is not.
+    if grad:
+        bound = (
+            bound
+            + constants.NEGLIGIBLE_GRADIENT_MARGIN
+            - torch.log(torch.clamp(p, max=1.0))
+            - torch.log(torch.clamp(q, max=1.0))
+        )
+    negligible_grad = ~use_series & (bound < constants.LOG_ZERO)
     value = torch.where(negligible, 0.0, value)
     complement = torch.where(negligible, 1.0, complement)
     log_value = torch.where(negligible, -math.inf, log_value)
     value = torch.where(use_expansion, e_value, value)
     complement = torch.where(use_expansion, 1.0 - e_value, complement)
-    exact = torch.where(use_series, s_ok, use_expansion | c_ok | negligible)
+    exact = torch.where(use_series, s_ok, use_expansion | c_ok | negligible_grad)
     if not grad:
         return value, complement, None, None, exact
     log_grad_p = torch.where(use_series, s_grad_p, c_grad_p)
     log_grad_q = torch.where(use_series, s_grad_q, c_grad_q)
-    grad_p = torch.where(negligible, 0.0, _times_value(value, log_value, log_grad_p))
-    grad_q = torch.where(negligible, 0.0, _times_value(value, log_value, log_grad_q))
+    # The fraction's log where the value is negligible but the gradients may not be.
+    log_value = torch.where(negligible & ~negligible_grad, c_log, log_value)
+    grad_p = torch.where(negligible_grad, 0.0, _times_value(value, log_value, log_grad_p))
+    grad_q = torch.where(negligible_grad, 0.0, _times_value(value, log_value, log_grad_q))
     grad_p = torch.where(use_expansion, e_grad_p, grad_p)
     grad_q = torch.where(use_expansion, e_grad_q, grad_q)
     return value, complement, grad_p, grad_q, exact
@@ -654,8 +675,12 @@ def betainc(
         zero = torch.zeros_like(value)
         grad_a = torch.where(swap, -g_q, g_p)
         grad_b = torch.where(swap, -g_p, g_q)
-        grad_a = torch.where(invalid, nan, torch.where(interior, grad_a, zero)).to(out_dtype)
-        grad_b = torch.where(invalid, nan, torch.where(interior, grad_b, zero)).to(out_dtype)
+        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact there.
+        subnormal_a = interior & (a < constants.SMALLEST_NORMAL)
+        subnormal_b = interior & (b < constants.SMALLEST_NORMAL)
+        grad_a = torch.where(invalid | subnormal_a, nan, torch.where(interior, grad_a, zero))
+        grad_b = torch.where(invalid | subnormal_b, nan, torch.where(interior, grad_b, zero))
+        grad_a, grad_b = grad_a.to(out_dtype), grad_b.to(out_dtype)
     if want_grad_x:
         positive = (a > 0) & (b > 0) & (a < math.inf) & (b < math.inf) & valid
         a_d = torch.where(positive, a, torch.ones_like(a))

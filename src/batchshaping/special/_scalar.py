@@ -40,6 +40,7 @@ from batchshaping.special._constants import (
     LOG_GAMMA_1P,
     LOG_SUBNORMAL,
     LOG_ZERO,
+    NEGLIGIBLE_GRADIENT_MARGIN,
     SCALE_FROM,
     STIRLING,
     STIRLING_MIN,
@@ -446,15 +447,18 @@ def _power_of_two(v):
 
 @callee
 def fraction_scales(p, q):
-    """The scales (lam, sig) of the continued fraction of I_t(p, q) (``_fraction``): 1, 1 unless
-    p or q is above SCALE_FROM, else lam about p / sqrt(q) and sig about q / p, powers of two."""
-    lam = sig = 1.0
+    """The scales (lam, sig, nu) of the continued fraction of I_t(p, q) (``_fraction``): 1 unless
+    p or q is above SCALE_FROM, else lam about p / sqrt(q), sig about q / p and nu about
+    q / sqrt(p), powers of two (and at least 1)."""
+    lam = sig = nu = 1.0
     if p > SCALE_FROM:
         lam = _power_of_two(max(p / math.sqrt(max(q, 1.0)), 1.0))
+    if q > SCALE_FROM:
+        nu = _power_of_two(max(q / math.sqrt(max(p, 1.0)), 1.0))
     big = max(p, 1.0)
     if q > SCALE_FROM * big:
         sig = _power_of_two(q / big)
-    return lam, sig
+    return lam, sig, nu
 
 
 fraction_start = callee(_fraction.fraction_start)
@@ -504,17 +508,17 @@ def convergent_derivatives(num_prev, num, den_prev, den, derivatives, step):
 
 @callee
 def fraction_gradients(
-    tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam
+    tail, p, q, delta, num, den, num_p, den_p, num_q, den_q, log_t, log_u, psi, lam, nu
 ):
     """d/dp and d/dq of ``tail`` = I_t(p, q) = t^p u^q / (p B(p, q)) * B_n / A_n, u = 1 - t.
 
-    (num, den) are the fraction's last convergents (A_n, B_n), their p (times ``lam``, the
-    fraction's scale) and q derivatives beside them, ``psi`` = (psi(p), psi(q), psi(p + q)),
-    delta = p - (p + q) t: d log K = dA_n / A_n - dB_n / B_n.
+    (num, den) are the fraction's last convergents (A_n, B_n), their p (times ``lam``) and q
+    (times ``nu``: the fraction's scales) derivatives beside them, ``psi`` = (psi(p), psi(q),
+    psi(p + q)), delta = p - (p + q) t: d log K = dA_n / A_n - dB_n / B_n.
     """
     psi_p, psi_q, psi_pq = psi
     log_k_p = (num_p / num - den_p / den) / lam
-    log_k_q = num_q / num - den_q / den
+    log_k_q = (num_q / num - den_q / den) / nu
     ratio_p = log_ratio_to_mean(p, q, delta, log_t, psi_p, psi_pq)
     ratio_q = log_ratio_to_mean(q, p, -delta, log_u, psi_q, psi_pq)
     return tail * (ratio_p - 1.0 / p - log_k_p), tail * (ratio_q - log_k_q)
@@ -563,11 +567,17 @@ def fraction_result(power, log_power, p, num, den, log_grad_p, log_grad_q):
 
 
 @callee
-def negligible(log_power, p, q):
+def negligible(log_power, p, q, want_grad):
     """Whether I_t(p, q) = P / p * 2F1(p + q, 1; p + 1; t), P = exp(log_power), is below half the
     smallest subnormal: the series 2F1 is at most p + q + 2 below the mode. (p < p + q + 2:
-    never where log_power >= LOG_ZERO, which spares the two logarithms almost always.)"""
-    return log_power < LOG_ZERO and log_power - math.log(p) + math.log(p + q + 2.0) < LOG_ZERO
+    never where log_power >= LOG_ZERO, which spares the logarithms almost always.) With
+    ``want_grad``, whether its p and q derivatives are too (NEGLIGIBLE_GRADIENT_MARGIN)."""
+    if not log_power < LOG_ZERO:
+        return False
+    bound = log_power - math.log(p) + math.log(p + q + 2.0)
+    if want_grad:
+        bound += NEGLIGIBLE_GRADIENT_MARGIN - math.log(min(p, 1.0)) - math.log(min(q, 1.0))
+    return bound < LOG_ZERO
 
 
 @callee

@@ -87,6 +87,8 @@ INTERPRETER_BLOCK = 1 << 18
 
 _LOG_SUBNORMAL = tl.constexpr(constants.LOG_SUBNORMAL)
 _LOG_ZERO = tl.constexpr(constants.LOG_ZERO)
+_SMALLEST_NORMAL = tl.constexpr(constants.SMALLEST_NORMAL)
+_NEGLIGIBLE_GRADIENT_MARGIN = tl.constexpr(constants.NEGLIGIBLE_GRADIENT_MARGIN)
 _DIGAMMA_MIN = tl.constexpr(constants.DIGAMMA_MIN)
 _STIRLING_MIN = tl.constexpr(constants.STIRLING_MIN)
 _TEMME_MIN = tl.constexpr(constants.TEMME_MIN)
@@ -120,14 +122,16 @@ def _power_of_two(v):
 
 @triton.jit
 def _fraction_scales(p, q):
-    """The scales (lam, sig) of the continued fraction (``_scalar.fraction_scales``): 1 unless p
-    or q is above SCALE_FROM, else lam about p / sqrt(q) and sig about q / p."""
+    """The scales (lam, sig, nu) of the continued fraction (``_scalar.fraction_scales``): 1
+    unless p or q is above SCALE_FROM, else lam about p / sqrt(q), sig about q / p and nu about
+    q / sqrt(p)."""
+    big_p = tl.maximum(p, 1.0)
     lam = tl.where(
         p > _SCALE_FROM, _power_of_two(tl.maximum(p / tl.sqrt(tl.maximum(q, 1.0)), 1.0)), 1.0
     )
-    big = tl.maximum(p, 1.0)
-    sig = tl.where(q > _SCALE_FROM * big, _power_of_two(tl.maximum(q / big, 1.0)), 1.0)
-    return lam, sig
+    sig = tl.where(q > _SCALE_FROM * big_p, _power_of_two(tl.maximum(q / big_p, 1.0)), 1.0)
+    nu = tl.where(q > _SCALE_FROM, _power_of_two(tl.maximum(q / tl.sqrt(big_p), 1.0)), 1.0)
+    return lam, sig, nu
 
 
 # --- the power series ---------------------------------------------------------------------------
@@ -252,15 +256,15 @@ def _continued_fraction(
     A_k, B_k and their derivatives as they were. ``log_power_p``, ``log_power_q``: the p and q
     derivatives of log P (``log_ratio_to_mean``).
     """
-    lam, sig = _fraction_scales(p, q)
+    lam, sig, nu = _fraction_scales(p, q)
     lam_over_sig = lam / sig
     tau = sig * t
     tau2 = tau * tau
     lam_s = lam * s
     zero = tl.zeros_like(t)
-    # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q derivatives;
-    # A_0 = 1 + d_1.
-    num, num_p, num_q = fraction_start(p, t, s, delta, lam)
+    # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q (times nu)
+    # derivatives; A_0 = 1 + d_1.
+    num, num_p, num_q = fraction_start(p, t, s, delta, lam, nu)
     num_prev = zero + 1.0
     den_prev = zero
     den = zero + 1.0
@@ -284,9 +288,10 @@ def _continued_fraction(
             tau2,
             delta,
             kf,
-            fraction_coefficients(p, q, kf, lam, lam_over_sig),
+            fraction_coefficients(p, q, kf, lam, lam_over_sig, nu),
             sig,
             lam_s,
+            nu,
         )
         beta = tl.where(active, beta, 1.0)
         alpha = tl.where(active, alpha, 0.0)
@@ -358,7 +363,7 @@ def _continued_fraction(
     if WANT_GRAD_AB:
         # ``_scalar.fraction_gradients``
         log_grad_p = log_power_p - 1.0 / p - (num_p / num - den_p / den) / lam
-        log_grad_q = log_power_q - (num_q / num - den_q / den)
+        log_grad_q = log_power_q - (num_q / num - den_q / den) / nu
     return value, log_value, log_grad_p, log_grad_q, active
 
 
@@ -476,10 +481,14 @@ def betainc_kernel(
     # I_t, 1 - I_t, log I_t and d log I_t / dp, dq (the expansion: dI_t / dp, dq).
     series = interior & ((q * t <= 1.0) | (p < 1.0)) & (t <= 0.95)
     rest = interior & ~series
-    # Below half the smallest subnormal: 0 (``_scalar.negligible``).
-    negligible = (
-        rest & (log_power < _LOG_ZERO) & (log_power - log_p + tl.log(p + q + 2.0) < _LOG_ZERO)
-    )
+    # Below half the smallest subnormal: 0, and so are the gradients where they are asked for
+    # (``_scalar.negligible``).
+    bound = log_power - log_p + tl.log(p + q + 2.0)
+    if WANT_GRAD_AB:
+        bound += (
+            _NEGLIGIBLE_GRADIENT_MARGIN - tl.log(tl.minimum(p, 1.0)) - tl.log(tl.minimum(q, 1.0))
+        )
+    negligible = rest & (log_power < _LOG_ZERO) & (bound < _LOG_ZERO)
     rest = rest & ~negligible
     expansion = (
         rest
@@ -543,6 +552,9 @@ def betainc_kernel(
     if WANT_GRAD_AB:
         grad_a = tl.where(lower, grad_p, -grad_q)
         grad_b = tl.where(lower, grad_q, -grad_p)
+        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact there.
+        grad_a = tl.where(a < _SMALLEST_NORMAL, nan, grad_a)
+        grad_b = tl.where(b < _SMALLEST_NORMAL, nan, grad_b)
         tl.store(grad_a_ptr + offsets, tl.where(unfinished, nan, grad_a), mask=interior)
         tl.store(grad_b_ptr + offsets, tl.where(unfinished, nan, grad_b), mask=interior)
 
