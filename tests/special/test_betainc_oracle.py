@@ -398,3 +398,21 @@ def test_gradients_in_a_subnormal_parameter_are_nan(kernel):
     assert torch.isnan(a.grad[:2]).all() and torch.isnan(b.grad[2:]).all()
     assert torch.isfinite(value).all() and torch.isfinite(b.grad[:2]).all()
     assert torch.isfinite(a.grad[2:]).all()
+
+
+def test_huge_a_with_x_next_to_1(kernel):
+    """a about 1e18 against a small b, x one or two ulp below 1 (from an independent audit): the
+    portable kernel divided the prefactor P, about 1e-299, by a before the fraction, a subnormal
+    on the way (2.1e-7 off at the first point, 1.8e-10 at the second). Oracle: for a huge,
+    I_x(a, b) = Q(b, -(a + (b - 1) / 2) log x) to far better than the bound (mpmath)."""
+    points = [
+        (3.093066714749721e18, 0.08954876222301483, 0.9999999999999998),
+        (1.5308831347175004e18, 0.012727087763473083, 0.9999999999999996),
+    ]
+    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
+    value = betainc(a, b, x).numpy()
+    for (pa, pb, px), found in zip(points, value, strict=True):
+        with mpmath.workdps(40):
+            y = -(mpmath.mpf(pa) + (pb - 1) / 2) * mpmath.log(mpmath.mpf(px))
+            exact = mpmath.gammainc(pb, y, mpmath.inf, regularized=True)
+        assert abs(found - exact) <= 1e-11 * exact, (pa, pb, px, found, float(exact))
