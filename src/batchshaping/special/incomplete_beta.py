@@ -329,9 +329,10 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     ``x = 1`` gives 1 for any valid ``a``, ``b``; ``a = 0`` or ``b = inf`` gives 1 and ``b = 0``
     or ``a = inf`` gives 0 inside (0, 1) (where the other parameter is not the same limit); the
     derivatives in ``a`` and ``b`` are 0 at these points. The derivative in a parameter below
-    the smallest normal number (a subnormal ``a`` or ``b``) is NaN: not computed exactly there. Where the density is infinite (``x = 0``
-    with ``a < 1``, ``x = 1`` with ``b < 1``) the gradient in ``x`` is the density at the nearest
-    normal number of the dtype, capped at its largest finite value, so gradients stay finite.
+    the smallest normal number (a subnormal ``a`` or ``b``) is NaN: not computed exactly there.
+    Where the density is infinite (``x = 0`` with ``a < 1``, ``x = 1`` with ``b < 1``) the
+    gradient in ``x`` is the density at the nearest normal number of the dtype, capped at its
+    largest finite value, so gradients stay finite.
 
     Args:
         a: first shape parameter, ``a >= 0``; tensor or number.
