@@ -46,6 +46,7 @@ from batchshaping._runtime.threads import run_copies
 from batchshaping.special._constants import (
     DIGAMMA_MIN,
     LOG_SUBNORMAL,
+    LOG_ZERO,
     SMALLEST_NORMAL,
     STIRLING_MIN,
     TEMME_MIN,
@@ -95,6 +96,8 @@ _BLOCK = 16_384
 # Bins per side of the reflection point, at most; fewer for short blocks, so that chunks fill.
 _MAX_BINS = 8
 _PER_BIN = 8 * _LANES
+# The bin mark of an element :func:`_sort_into_bins` must look at on its own.
+_SPECIAL = -2
 # Steps of the fraction each lane takes between tests of the stopping rule (its convergents
 # stay in registers meanwhile). ``_fraction_lanes`` writes out the coefficients of four steps.
 _STEPS = 4
@@ -208,55 +211,38 @@ def _sort_into_bins(
     expansion_offset = -1.0
     if min(a, b) >= TEMME_MIN:
         expansion_offset = TEMME_Z * math.sqrt(a) * math.sqrt(b / (a + b))
-    counts[:] = 0
+    # A first pass without branches (SIMD instructions): each element's bin, or _SPECIAL where
+    # any case of :func:`_bin_of_special` may apply (the density is asked for where the
+    # prefactor is not a normal number; a negligible tail has log P below LOG_ZERO).
+    special_below = LOG_SUBNORMAL if grad_x is not None else LOG_ZERO
+    last = per_side - 1
     for k in range(size):
-        i = begin + k
-        bins[k] = -1
         value = scratch[_X, k]
-        if not (0.0 < value < 1.0):
-            inside = value == 0.0 or value == 1.0  # False for NaN
-            out[i] = value if inside else math.nan
-            if grad_a is not None:
-                grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
-            if grad_x is not None:
-                grad_x[i] = (
-                    end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
-                )
-            continue
-        log_power = scratch[_LOG_POWER, k]
-        if grad_x is not None and not log_power > LOG_SUBNORMAL:
-            grad_x[i] = beta_density(
-                value,
-                scratch[_Y, k],
-                scratch[_LOG_X, k],
-                scratch[_LOG_Y, k],
-                log_power,
-                scratch[_POWER, k],
-                huge,
-            )
         delta = scratch[_DELTA, k]
         lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
-        if (
-            first < _SERIES_BELOW
-            or first > _LANES_MAX_P
-            or abs(delta) <= expansion_offset
-            or subnormal
-        ):
-            out[i] = math.nan
-            continue
-        # 0 (or 1) to working precision, and the gradients 0 where asked for
-        if negligible(log_power, first, b if lower else a, grad_a is not None):
-            out[i] = 0.0 if lower else 1.0
-            if grad_a is not None:
-                grad_a[i] = grad_b[i] = 0.0
-            continue
-        if lower:
-            bin_index = min(per_side - 1, int(value * scale_lower))
-        else:
-            bin_index = per_side + min(per_side - 1, int(scratch[_Y, k] * scale_upper))
-        bins[k] = bin_index
-        counts[bin_index + 1] += 1
+        low_bin = min(last, int(value * scale_lower))
+        up_bin = per_side + min(last, int(scratch[_Y, k] * scale_upper))
+        special = (
+            ~((value > 0.0) & (value < 1.0))
+            | ~(scratch[_LOG_POWER, k] > special_below)
+            | (first < _SERIES_BELOW)
+            | (first > _LANES_MAX_P)
+            | (abs(delta) <= expansion_offset)
+            | subnormal
+        )
+        bins[k] = _SPECIAL if special else (low_bin if lower else up_bin)
+    counts[:] = 0
+    for k in range(size):
+        bin_index = bins[k]
+        if bin_index == _SPECIAL:
+            bin_index = _bin_of_special(
+                a, b, log_beta, begin + k, k, scratch, per_side, scale_lower, scale_upper,
+                expansion_offset, subnormal, out, grad_a, grad_b, grad_x, tiny, huge,
+            )  # fmt: skip
+            bins[k] = bin_index
+        if bin_index >= 0:
+            counts[bin_index + 1] += 1
     for c in range(2 * per_side):
         counts[c + 1] += counts[c]
     for k in range(size):
@@ -264,6 +250,50 @@ def _sort_into_bins(
             order[counts[bins[k]]] = k
             counts[bins[k]] += 1
     # Now counts[c] is where bin c ends.
+
+
+@callee
+def _bin_of_special(
+    a, b, log_beta, i, k, scratch, per_side, scale_lower, scale_upper, expansion_offset,
+    subnormal, out, grad_a, grad_b, grad_x, tiny, huge,
+):  # fmt: skip
+    """The bin of element k of the block (element i of the outputs), or -1 where it is finished
+    here or left to the per-element kernel: the cases of :func:`_sort_into_bins`, one element."""
+    value = scratch[_X, k]
+    if not (0.0 < value < 1.0):
+        inside = value == 0.0 or value == 1.0  # False for NaN
+        out[i] = value if inside else math.nan
+        if grad_a is not None:
+            grad_a[i] = grad_b[i] = 0.0 if inside else math.nan
+        if grad_x is not None:
+            grad_x[i] = end_point_density(a, b, value, log_beta, tiny, huge) if inside else math.nan
+        return -1
+    log_power = scratch[_LOG_POWER, k]
+    if grad_x is not None and not log_power > LOG_SUBNORMAL:
+        grad_x[i] = beta_density(
+            value,
+            scratch[_Y, k],
+            scratch[_LOG_X, k],
+            scratch[_LOG_Y, k],
+            log_power,
+            scratch[_POWER, k],
+            huge,
+        )
+    delta = scratch[_DELTA, k]
+    lower = delta >= 2.0 * value - 1.0
+    first = a if lower else b
+    if first < _SERIES_BELOW or first > _LANES_MAX_P or abs(delta) <= expansion_offset or subnormal:
+        out[i] = math.nan
+        return -1
+    # 0 (or 1) to working precision, and the gradients 0 where asked for
+    if negligible(log_power, first, b if lower else a, grad_a is not None):
+        out[i] = 0.0 if lower else 1.0
+        if grad_a is not None:
+            grad_a[i] = grad_b[i] = 0.0
+        return -1
+    if lower:
+        return min(per_side - 1, int(value * scale_lower))
+    return per_side + min(per_side - 1, int(scratch[_Y, k] * scale_upper))
 
 
 @callee
