@@ -175,6 +175,24 @@ def test_table_agrees_with_mpmath_hypergeometric():
                 assert abs(found - expected) <= bound, (row, key, found)
 
 
+def _mpmath_betainc(a, b, x):
+    return mpmath.betainc(a, b, 0, x, regularized=True)
+
+
+def _check_against_mpmath(points, with_grad, relative, floor=0.0, exact_of=_mpmath_betainc):
+    """betainc at ``points`` (with a gradient asked for in a, or value only) within ``relative``
+    of ``exact_of(a, b, x)`` in mpmath at 60 digits (its hypergeometric betainc unless said), or
+    within ``floor``."""
+    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
+    if with_grad:
+        a.requires_grad_()
+    value = betainc(a, b, x).detach().numpy()
+    for (pa, pb, px), found in zip(points, value, strict=True):
+        with mpmath.workdps(60):
+            exact = float(exact_of(mpmath.mpf(pa), mpmath.mpf(pb), mpmath.mpf(px)))
+        assert abs(found - exact) <= max(relative * abs(exact), floor), (pa, pb, px, found, exact)
+
+
 @pytest.mark.parametrize("with_grad", [True, False], ids=["with-gradients", "value-only"])
 def test_tiny_b_above_the_reflection_point_down_to_1e_300(kernel, with_grad):
     """1 - I_{1-x}(b, a) for b from 1e-5 down to 1e-300, x past the reflection point and a not an
@@ -187,14 +205,7 @@ def test_tiny_b_above_the_reflection_point_down_to_1e_300(kernel, with_grad):
         b = rng.uniform(1.0, 10.0) * 10.0**exponent
         x = rng.uniform((a + 1.0) / (a + 2.0), 0.999)
         points.append((a, b, x))
-    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
-    if with_grad:
-        a.requires_grad_()
-    value = betainc(a, b, x).detach().numpy()
-    for (pa, pb, px), found in zip(points, value, strict=True):
-        with mpmath.workdps(60):
-            exact = float(mpmath.betainc(pa, pb, 0, px, regularized=True))
-        assert abs(found - exact) <= 1e-13 * abs(exact), (pa, pb, px, found, exact)
+    _check_against_mpmath(points, with_grad, relative=1e-13)
 
 
 def _huge_b_points(count: int) -> list[tuple[float, float, float]]:
@@ -277,15 +288,7 @@ def test_subnormal_parameters(kernel, with_grad):
             other = 10.0 ** rng.uniform(-3, 1)
             x = rng.uniform(0.01, 0.99)
             points += [(other, tiny, x), (tiny, other, x)]
-    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
-    if with_grad:
-        a.requires_grad_()
-    value = betainc(a, b, x).detach().numpy()
-    for (pa, pb, px), found in zip(points, value, strict=True):
-        with mpmath.workdps(60):
-            exact = float(mpmath.betainc(pa, pb, 0, px, regularized=True))
-        bound = max(1e-12 * abs(exact), SMALLEST_SUBNORMAL)
-        assert abs(found - exact) <= bound, (pa, pb, px, found, exact)
+    _check_against_mpmath(points, with_grad, relative=1e-12, floor=SMALLEST_SUBNORMAL)
 
 
 @pytest.mark.parametrize("with_grad", [True, False], ids=["with-gradients", "value-only"])
@@ -303,15 +306,12 @@ def test_small_a_against_huge_b_to_a_few_ulp(kernel, with_grad):
         a = rng.uniform(0.02, 0.98)
         b = 10.0 ** rng.uniform(20, 305)
         points.append((a, b, 10.0 ** rng.uniform(-2, 0) / b))
-    a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
-    if with_grad:
-        a.requires_grad_()
-    value = betainc(a, b, x).detach().numpy()
-    for (pa, pb, px), found in zip(points, value, strict=True):
-        with mpmath.workdps(30):
-            exact = mpmath.gammainc(pa, 0, mpmath.mpf(pb) * mpmath.mpf(px), regularized=True)
-            bound = (1e-14 if kernel == "triton" else 2e-15) * exact
-            assert abs(found - exact) <= bound, (pa, pb, px, found, float(exact))
+    _check_against_mpmath(
+        points,
+        with_grad,
+        relative=1e-14 if kernel == "triton" else 2e-15,
+        exact_of=lambda a, b, x: mpmath.gammainc(a, 0, b * x, regularized=True),
+    )
 
 
 @functools.cache

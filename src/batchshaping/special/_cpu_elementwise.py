@@ -62,6 +62,7 @@ from batchshaping.special._scalar import (
     fraction_scales,
     fraction_start,
     fraction_step,
+    fraction_variables,
     log_power_terms,
     log_ratio_to_mean,
     mean_offset,
@@ -176,9 +177,7 @@ def _continued_fraction(
     """
     lam, sig, nu = fraction_scales(p, q)
     ratio = lam / sig
-    tau = sig * t
-    tau2 = tau * tau
-    lam_s = lam * s
+    tau, tau2, lam_s = fraction_variables(t, s, lam, sig)
     # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q (times nu)
     # derivatives.
     num, num_p, num_q = fraction_start(p, t, s, delta, lam, nu)

@@ -78,6 +78,7 @@ from batchshaping.special._scalar import (
     fraction_scales,
     fraction_start,
     fraction_step,
+    fraction_variables,
     log_beta_function,
     log_power_terms,
     mean_offset,
@@ -353,9 +354,7 @@ def _fraction_lanes(p, q, lanes, tol, state, derivatives):
         remaining = 0
         for j in range(_LANES):
             t, s, offset = lanes[_T, j], lanes[_S, j], lanes[_OFFSET, j]
-            tau = sig * t
-            tau2 = tau * tau
-            lam_s = lam * s
+            tau, tau2, lam_s = fraction_variables(t, s, lam, sig)
             num_prev, num = state[_NUM_PREV + j], state[_NUM + j]
             den_prev, den = state[_DEN_PREV + j], state[_DEN + j]
             last_num, last_den = num, den

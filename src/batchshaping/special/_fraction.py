@@ -8,6 +8,12 @@ arguments, so that floats, tensors and Triton blocks alike go through.
 from __future__ import annotations
 
 
+def fraction_variables(t, s, lam, sig):
+    """What ``fraction_step`` takes of an element besides t and s: sig t, (sig t)^2 and lam s."""
+    tau = sig * t
+    return tau, tau * tau, lam * s
+
+
 def fraction_start(p, t, s, delta, lam, nu):
     """lam A_0 of the odd part, A_0 = 1 + d_1 = (1 + delta) / (p + 1) (B_0 = 1), its p derivative
     times lam and its q derivative times nu (delta = p - (p + q) t, s = 1 - t; ``lam``, ``nu``

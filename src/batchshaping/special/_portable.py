@@ -33,7 +33,12 @@ from torch import Tensor
 
 from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping.special import _constants as constants
-from batchshaping.special._fraction import fraction_coefficients, fraction_start, fraction_step
+from batchshaping.special._fraction import (
+    fraction_coefficients,
+    fraction_start,
+    fraction_step,
+    fraction_variables,
+)
 
 _SERIES_TERMS = 600  # the series runs where x <= 0.95: 0.95^600 < 1e-13 (and b x <= 2)
 _FRACTION_STEPS = 120
@@ -349,9 +354,7 @@ def _continued_fraction(p, q, t, s, delta, log_t, log_s, log_power, psi, grad: b
     The recurrence runs on lam K, with the scales of :func:`_fraction_scales`."""
     lam, sig, nu = _fraction_scales(p, q)
     ratio = lam / sig
-    tau = sig * t
-    tau2 = tau * tau
-    lam_s = lam * s
+    tau, tau2, lam_s = fraction_variables(t, s, lam, sig)
     # lam K, its p derivative times lam and its q derivative times nu
     num, num_p, num_q = fraction_start(p, t, s, delta, lam, nu)
     num_prev, den_prev, den = torch.ones_like(t), torch.zeros_like(t), torch.ones_like(t)

@@ -462,6 +462,7 @@ def fraction_scales(p, q):
 
 
 fraction_start = callee(_fraction.fraction_start)
+fraction_variables = callee(_fraction.fraction_variables)
 fraction_coefficients = callee(_fraction.fraction_coefficients)
 fraction_step = callee(_fraction.fraction_step)
 

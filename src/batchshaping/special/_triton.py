@@ -105,10 +105,12 @@ _TINY_PARAMETER = tl.constexpr(0.1)
 # (``_fraction``): compiled as Triton device functions for the GPU; under the interpreter called
 # as they are, on its tensors (it would decorate only functions whose module imports triton).
 if knobs.runtime.interpret:
+    fraction_variables = _fraction.fraction_variables
     fraction_start = _fraction.fraction_start
     fraction_coefficients = _fraction.fraction_coefficients
     fraction_step = _fraction.fraction_step
 else:
+    fraction_variables = triton.jit(_fraction.fraction_variables)
     fraction_start = triton.jit(_fraction.fraction_start)
     fraction_coefficients = triton.jit(_fraction.fraction_coefficients)
     fraction_step = triton.jit(_fraction.fraction_step)
@@ -258,9 +260,7 @@ def _continued_fraction(
     """
     lam, sig, nu = _fraction_scales(p, q)
     lam_over_sig = lam / sig
-    tau = sig * t
-    tau2 = tau * tau
-    lam_s = lam * s
+    tau, tau2, lam_s = fraction_variables(t, s, lam, sig)
     zero = tl.zeros_like(t)
     # (A_{k-1}, A_k) and (B_{k-1}, B_k) of lam K, with their p (times lam) and q (times nu)
     # derivatives; A_0 = 1 + d_1.
