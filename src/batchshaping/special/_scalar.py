@@ -595,10 +595,11 @@ def _small_parameter_terms(p, q, log_beta, psi_p, psi_q, psi_pq, want_grad):
     """log(p B(p, q)), psi(1 + p), psi(p + q) - psi(q) and log(p B(p, q)) + p log q: what the
     series needs to keep full accuracy in 1 - I_t(p, q) as p -> 0 (where I_t is 1 minus a
     number of order p). From p = 0.1 up the plain formulas lose less than a digit, and cost a
-    fraction. The last (for q >= 15, else NaN) is of order p where the others are of order
-    p log q: the series' log, p log(q t) minus it, keeps its digits for huge q."""
+    fraction. The last (for p < 1 and q >= 15, where the series uses it; else NaN) is of order
+    p where the others are of order p log q: the series' log, p log(q t) minus it, keeps its
+    digits for huge q."""
     log_p_beta_q = NAN
-    if q >= STIRLING_MIN:
+    if p < 1.0 and q >= STIRLING_MIN:
         log_p_beta_q = log_gamma_1p(p) - log_gamma_difference_over_power(q, p)
     if p >= 0.1:
         log_p_beta = log_beta + math.log(p)
