@@ -28,6 +28,7 @@ import functools
 import importlib.util
 import math
 import random
+import sys
 from pathlib import Path
 
 import mpmath
@@ -208,24 +209,42 @@ def test_tiny_b_above_the_reflection_point_down_to_1e_300(kernel, with_grad):
     _check_against_mpmath(points, with_grad, relative=1e-13)
 
 
-def _huge_b_points(count: int) -> list[tuple[float, float, float]]:
-    """a from 1e-3 to 30 (some integers), b log-uniform from 1e20 to 1e305, x = k / b with k
+_LARGEST = sys.float_info.max
+
+
+def _huge_b_points(count: int, seed: int, low: float, high: float) -> list[tuple]:
+    """a from 1e-3 to 30 (some integers), b log-uniform from ``low`` to ``high``, x = k / b with k
     log-uniform from 0.05 to 500: both sides of the reflection point (a + 1) / (a + b + 2)."""
-    rng = random.Random(13)
+    rng = random.Random(seed)
     points = []
     for _ in range(count):
         a = rng.choice([1.0, 3.0, 10.0]) if rng.random() < 0.2 else 10.0 ** rng.uniform(-3, 1.5)
-        b = 10.0 ** rng.uniform(20, 305)
+        b = min(10.0 ** rng.uniform(math.log10(low), math.log10(high)), _LARGEST)
         points.append((a, b, 10.0 ** rng.uniform(-1.3, 2.7) / b))
     return points
 
 
+# b from 1e20 to 1e305; and from 1e305 to the largest float, where the fraction's c0 and its
+# growth term overflowed (NaN on every kernel from b = 3e307 at a = 0.5, x = 10 / b): their
+# products with p, of order p k, are now formed after the division by p + 2 k.
+_HUGE_B_RANGES = {
+    "b-1e20-to-1e305": _huge_b_points(150, 13, 1e20, 1e305),
+    "b-1e305-to-the-largest-float": [
+        *_huge_b_points(40, 17, 1e305, _LARGEST),
+        (0.5, _LARGEST, 1.0 / _LARGEST),
+        (2.5, _LARGEST, 10.0 / _LARGEST),
+        (0.5, 3e307, 10.0 / 3e307),
+    ],
+}
+
+
+@pytest.mark.parametrize("points", list(_HUGE_B_RANGES.values()), ids=list(_HUGE_B_RANGES))
 @pytest.mark.parametrize("with_grad", [True, False], ids=["with-gradients", "value-only"])
-def test_huge_b_with_x_of_order_1_over_b(kernel, with_grad):
-    """b from 1e20 to 1e305 with b x of order 1: there I_x(a, b) = P(a, b x), the regularized
-    lower incomplete gamma function, to a relative O((a + b x)^2 / b) (below 1e-14 here), an
-    oracle independent of the kernels' methods; d/dx is the Beta density, d/db = x P'(a, b x),
-    d/da that of P(a, b x) (mpmath, 30 digits).
+def test_huge_b_with_x_of_order_1_over_b(kernel, with_grad, points):
+    """b from 1e20 to the largest float with b x of order 1: there I_x(a, b) = P(a, b x), the
+    regularized lower incomplete gamma function, to a relative O((a + b x)^2 / b) (below 1e-14
+    here), an oracle independent of the kernels' methods; d/dx is the Beta density,
+    d/db = x P'(a, b x), d/da that of P(a, b x) (mpmath, 30 digits).
 
     The continued fraction's coefficients underflowed (b above about 1e150) or overflowed (e of
     order b^2, t^2 subnormal) there before it was scaled: values from -inf to 100, NaN, or a
@@ -234,7 +253,6 @@ def test_huge_b_with_x_of_order_1_over_b(kernel, with_grad):
     where a < 1 had kept ulp(a log b) besides (3e-14 at b = 1e300), from a log x and
     -log(a B(a, b)), each of order a log b, until it took a log(b x) and log(a B(a, b)) + a log b.
     """
-    points = _huge_b_points(150)
     a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
     if with_grad:
         for column in (a, b, x):

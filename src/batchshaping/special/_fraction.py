@@ -77,9 +77,9 @@ def fraction_coefficients(p, q, k, lam, ratio, nu):
     e = -odd * even
     e_p = -(odd_p * even + odd * even_p)
     e_q = -(odd_q * even + odd * even_q)
-    c0 = ((2 * k + 1) * (p * scaled_r2) + (k * (3 * k + 2)) * scaled_r2) * inv_r3
-    c1 = ((p + k) * scaled_r2) * inv_r3
-    growth = (2.0 * p + 4 * k + 1) * inv_r2
+    c0 = ((2 * k + 1) * (p * inv_r3) + (k * (3 * k + 2)) * inv_r3) * scaled_r2
+    c1 = ((p + k) * inv_r3) * scaled_r2
+    growth = 2.0 + inv_r2  # (2 p + 4 k + 1) / (p + 2 m + 2)
     c0_p = ((2 * k + 1) * scaled_r2 - c0 * growth) * scaled_r3
     c1_p = (scaled_r2 - c1 * growth) * scaled_r3
     return c0, c1, even, e, c0_p, c1_p, even_p, even_q, e_p, e_q

@@ -21,7 +21,8 @@ The test suite runs it on the CPU through the same accuracy tests as the CPU ker
 
 Exact wherever a + b is finite; NaN where a + b overflows, and NaN (never a wrong finite value)
 for an element whose series or fraction has not converged within its fixed number of terms
-(none is known: the test suite covers a and b from 1e-6 to 1e305).
+(none is known: the test suite covers a and b from the smallest subnormal to the largest
+float).
 """
 
 from __future__ import annotations
