@@ -403,19 +403,89 @@ def test_gradients_of_a_tail_below_the_smallest_subnormal(kernel, point, run):
     assert abs(found - expected) <= GRADIENT_TOLERANCE * abs(expected), (point, found)
 
 
-def test_gradients_in_a_subnormal_parameter_are_nan(kernel):
-    """d/da where a is below the smallest normal number (and d/db likewise) is NaN, not a wrong
-    number: it is about I / a there, and psi(a), of order -1 / a, overflows on the way (the
-    kernels gave -0.0, 0 or inf for -0.18 at a = 5e-324, b = 4.2e173, x = 2.7e-174). The value
-    and the gradient in the other parameter stay exact."""
-    a = torch.tensor([5e-324, 1e-310, 2.0, 0.5], dtype=torch.float64, requires_grad=True)
-    b = torch.tensor([4.2e173, 5.6, 1e-310, 1e-315], dtype=torch.float64, requires_grad=True)
-    x = torch.tensor([2.7e-174, 0.9999912756195761, 0.5, 0.3], dtype=torch.float64)
+def _tiny_parameter_points() -> list[tuple[float, float, float]]:
+    """a or b subnormal (5e-324 to 2e-308) against the other from 1e-30 to 1e4, or below 1e-30
+    too (where both are small); and normal tiny b (1e-300 to 1e-200) beside a from 1e-30 to
+    1e-3, where psi(b + a) - psi(b) summed a / (b (b + a)), a product that underflowed (d/db was
+    inf at a = 8.4e-29, b = 9.3e-302, x = 0.086, 1e-4 off at a = 1.1e-19); each both ways round."""
+    rng = random.Random(18)
+    points = []
+    for tiny in (5e-324, 1e-320, 1e-315, 1e-310, 2e-308):
+        for low, high in ((-30, 4), (-30, 4), (-30, 4), (-323, -31)):
+            other = 10.0 ** rng.uniform(low, high)
+            x = rng.uniform(0.001, 0.999)
+            points += [(tiny, other, x), (other, tiny, x)]
+    for _ in range(6):
+        small, tiny = 10.0 ** rng.uniform(-30, -3), 10.0 ** rng.uniform(-300, -200)
+        x = rng.uniform(0.001, 0.999)
+        points += [(small, tiny, x), (tiny, small, x)]
+    return points
+
+
+@functools.cache
+def _tiny_parameter_oracle() -> tuple[tuple[float, float, float, float], ...]:
+    """(I, dI/da, dI/db, dI/dx) at ``_tiny_parameter_points`` from mpmath at 60 digits: the tail
+    that is below 1/2 (I_x(a, b), or I_{1-x}(b, a) where a < b, which keeps the digits of 1 - I),
+    differentiated by central differences with steps of 1e-25 of the parameter."""
+    results = []
+    with mpmath.workdps(60):
+        for point in _tiny_parameter_points():
+            a, b, x = (mpmath.mpf(v) for v in point)
+            flip = a < b  # then I is near 1: work with its complement
+
+            def tail(p, q, flip=flip, x=x):
+                if flip:
+                    return mpmath.betainc(q, p, 0, 1 - x, regularized=True)
+                return mpmath.betainc(p, q, 0, x, regularized=True)
+
+            sign = -1 if flip else 1
+            value = 1 - tail(a, b) if flip else tail(a, b)
+            grad_a = sign * mpmath.diff(lambda s, b=b: tail(s, b), a, h=a * mpmath.mpf(10) ** -25)
+            grad_b = sign * mpmath.diff(lambda s, a=a: tail(a, s), b, h=b * mpmath.mpf(10) ** -25)
+            log_density = (a - 1) * mpmath.log(x) + (b - 1) * mpmath.log1p(-x)
+            density = mpmath.exp(log_density - mpmath.log(mpmath.beta(a, b)))
+            results.append(tuple(float(v) for v in (value, grad_a, grad_b, density)))
+    return tuple(results)
+
+
+def test_gradients_in_a_subnormal_parameter(kernel):
+    """d/da where a is below the smallest normal number (and d/db likewise), the other
+    derivatives and the value, exact: the kernels compute at normal parameters only, and
+    ``_tiny_parameters`` evaluates them at a = 2^-1000 (or uses the limit forms where both are
+    below 2^-100). They were NaN (and before that -0.0, 0 or inf for -0.18 at a = 5e-324,
+    b = 4.2e173, x = 2.7e-174, a point of this test too, with I = P(a, b x) its oracle).
+
+    Bounds: 1e-12 relative for the value (or one subnormal unit), 1e-11 for the derivatives
+    (or the smallest normal number, where they are subnormal); infinite, of the right sign, where
+    the exact derivative is beyond the largest float (a + b below about 1e-308)."""
+    points = _tiny_parameter_points()
+    expected = list(_tiny_parameter_oracle())
+    huge_b = (5e-324, 4.2e173, 2.7e-174)
+    points.append(huge_b)
+    with mpmath.workdps(60):
+        a, y = mpmath.mpf(huge_b[0]), mpmath.mpf(huge_b[1]) * mpmath.mpf(huge_b[2])
+        tail = mpmath.gammainc(a, y, mpmath.inf, regularized=True)
+        grad_a = -mpmath.diff(lambda s: mpmath.gammainc(s, y, mpmath.inf, regularized=True), a)
+        grad_b = huge_b[2] * mpmath.exp((a - 1) * mpmath.log(y) - y - mpmath.loggamma(a))
+        expected.append((float(1 - tail), float(grad_a), float(grad_b), math.nan))
+    a, b, x = (
+        torch.tensor(column, dtype=torch.float64, requires_grad=True)
+        for column in zip(*points, strict=True)
+    )
     value = betainc(a, b, x)
     value.backward(torch.ones_like(value))
-    assert torch.isnan(a.grad[:2]).all() and torch.isnan(b.grad[2:]).all()
-    assert torch.isfinite(value).all() and torch.isfinite(b.grad[:2]).all()
-    assert torch.isfinite(a.grad[2:]).all()
+    columns = (value.detach(), a.grad, b.grad, x.grad)
+    found = zip(*(column.tolist() for column in columns), strict=True)
+    for point, got, exact in zip(points, found, expected, strict=True):
+        where = (point, got, exact)
+        assert abs(got[0] - exact[0]) <= max(1e-12 * abs(exact[0]), SMALLEST_SUBNORMAL), where
+        for found_one, exact_one in zip(got[1:], exact[1:], strict=True):
+            if math.isnan(exact_one):  # not computed for this point
+                continue
+            if abs(exact_one) > sys.float_info.max:
+                assert found_one == math.copysign(math.inf, exact_one), where
+            else:
+                assert abs(found_one - exact_one) <= max(1e-11 * abs(exact_one), TINY), where
 
 
 def test_huge_a_with_x_next_to_1(kernel):

@@ -68,6 +68,7 @@ VANISHING_P = 1e-290
 # most about 1 / p + 1 / q + 800 (|log t|, log(p + q), psi), and the gradient may be a normal
 # number where the value is not.
 NEGLIGIBLE_GRADIENT_MARGIN = 7.0
-# The smallest normal float64. The gradient in a parameter below it (a subnormal a or b) is NaN:
-# d/dq I is about I / q there, and psi(q) of order -1 / q overflows on the kernels' way to it.
+# The smallest normal float64. The kernels' gradient in a parameter below it (a subnormal a or b)
+# is NaN: d/dq I is about I / q there, and psi(q) of order -1 / q overflows on the kernels' way to
+# it. ``_tiny_parameters`` computes it instead, for every kernel.
 SMALLEST_NORMAL = 2.2250738585072014e-308

@@ -387,7 +387,8 @@ def betainc_scalar(
     value, grad_a, grad_b = either_tail(
         a, b, terms, element, lower, want_grad, tol, tables, length, scratch
     )
-    if a < SMALLEST_NORMAL:  # not exact there (``_constants.SMALLEST_NORMAL``)
+    # Not exact here (``_constants.SMALLEST_NORMAL``); ``_tiny_parameters`` computes it for betainc.
+    if a < SMALLEST_NORMAL:
         grad_a = NAN
     if b < SMALLEST_NORMAL:
         grad_b = NAN

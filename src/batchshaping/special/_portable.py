@@ -143,7 +143,7 @@ def _digamma_minus_log(x: Tensor) -> Tensor:
 
 def _digamma_difference(q: Tensor, p: Tensor) -> Tensor:
     """psi(q + p) - psi(q), to full relative accuracy as p -> 0."""
-    q, total = _shift_up(q, constants.DIGAMMA_MIN, lambda v: p / (v * (v + p)))
+    q, total = _shift_up(q, constants.DIGAMMA_MIN, lambda v: (p / (v + p)) / v)
     ratio = torch.log1p(p / q)
     inv2 = 1.0 / (q * q)
     power = inv2
@@ -680,7 +680,8 @@ def betainc(
         zero = torch.zeros_like(value)
         grad_a = torch.where(swap, -g_q, g_p)
         grad_b = torch.where(swap, -g_p, g_q)
-        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact there.
+        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact here;
+        # ``_tiny_parameters`` computes it for betainc.
         subnormal_a = interior & (a < constants.SMALLEST_NORMAL)
         subnormal_b = interior & (b < constants.SMALLEST_NORMAL)
         grad_a = torch.where(invalid | subnormal_a, nan, torch.where(interior, grad_a, zero))

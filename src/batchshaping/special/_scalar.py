@@ -180,7 +180,7 @@ def digamma_difference(q, p):
     """psi(q + p) - psi(q) for q > 0 and 0 <= p, to full relative accuracy as p -> 0."""
     total = 0.0
     while q < DIGAMMA_MIN:
-        total += p / (q * (q + p))
+        total += (p / (q + p)) / q  # q (q + p) may underflow (both tiny)
         q += 1.0
     ratio = math.log1p(p / q)
     inv2 = 1.0 / (q * q)

@@ -552,7 +552,8 @@ def betainc_kernel(
     if WANT_GRAD_AB:
         grad_a = tl.where(lower, grad_p, -grad_q)
         grad_b = tl.where(lower, grad_q, -grad_p)
-        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact there.
+        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact here;
+        # ``_tiny_parameters`` computes it for betainc.
         grad_a = tl.where(a < _SMALLEST_NORMAL, nan, grad_a)
         grad_b = tl.where(b < _SMALLEST_NORMAL, nan, grad_b)
         tl.store(grad_a_ptr + offsets, tl.where(unfinished, nan, grad_a), mask=interior)

@@ -227,7 +227,7 @@ def digamma_difference(q, p):
     total = tl.zeros_like(q)
     low = q < _DIGAMMA_MIN
     while tl.max(low.to(tl.int32), axis=0) > 0:
-        total = tl.where(low, total + p / (q * (q + p)), total)
+        total = tl.where(low, total + (p / (q + p)) / q, total)
         q = tl.where(low, q + 1.0, q)
         low = q < _DIGAMMA_MIN
     ratio = log1p(p / q)

@@ -25,6 +25,7 @@ from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping._runtime.tracing import eager_tensors, transforming
 from batchshaping.special import kernels
 from batchshaping.special._portable import log_beta
+from batchshaping.special._tiny_parameters import betainc_at_tiny_parameters
 
 __all__ = ["BroadcastError", "betainc"]
 
@@ -43,7 +44,13 @@ class BroadcastError(ValueError, RuntimeError):
 def _betainc_op(
     a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
+    return _compute(a, b, x, grad_ab, grad_x)
+
+
+def _compute(a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool):
+    """The chosen kernel's (value, dI/da, dI/db, dI/dx), exact in a subnormal parameter too."""
+    kernel = kernels.resolve(x.device.type)
+    return betainc_at_tiny_parameters(kernel, a, b, x, grad_ab, grad_x)
 
 
 @_betainc_op.register_fake
@@ -84,7 +91,7 @@ class _IncompleteBeta(torch.autograd.Function):
     @staticmethod
     def forward(a, b, x, grad_ab, grad_x):
         if eager_tensors(a, b, x):
-            return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
+            return _compute(a, b, x, grad_ab, grad_x)
         return _betainc_op(a, b, x, grad_ab, grad_x)
 
     @staticmethod
@@ -328,8 +335,10 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     ``a`` or ``b`` negative or NaN, ``a = b = 0`` or ``a = b = inf``. ``x = 0`` gives 0 and
     ``x = 1`` gives 1 for any valid ``a``, ``b``; ``a = 0`` or ``b = inf`` gives 1 and ``b = 0``
     or ``a = inf`` gives 0 inside (0, 1) (where the other parameter is not the same limit); the
-    derivatives in ``a`` and ``b`` are 0 at these points. The derivative in a parameter below
-    the smallest normal number (a subnormal ``a`` or ``b``) is NaN: not computed exactly there.
+    derivatives in ``a`` and ``b`` are 0 at these points. Where a parameter is below the smallest
+    normal number (a subnormal ``a`` or ``b``) the derivatives are exact too (see
+    :mod:`batchshaping.special._tiny_parameters`), and infinite only where the true one is beyond
+    the largest float (both parameters below about 1e-308).
     Where the density is infinite (``x = 0`` with ``a < 1``, ``x = 1`` with ``b < 1``) the
     gradient in ``x`` is the density at the nearest normal number of the dtype, capped at its
     largest finite value, so gradients stay finite.

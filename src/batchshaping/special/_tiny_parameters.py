@@ -1,0 +1,71 @@
+"""The derivatives of I_x(a, b) in a parameter below the smallest normal float64 (a subnormal a
+or b), for every kernel: the kernels compute them at normal parameters only.
+
+I_x(a, b), d/da, d/db and d/dx are analytic in a small parameter s, each either a function of s
+with a finite limit at 0 or s times one; their scale of variation in s is about min(1, t) for the
+other parameter t, or 1 / |log x|. So, with one parameter s subnormal:
+
+- where the other parameter t is at least ``LIMIT_BELOW`` (2^-100), the kernel evaluates at
+  s' = ``EVALUATED_AT`` (2^-1000, a normal number) instead: d/ds there is d/ds at s to a relative
+  O(s' / min(t, 1)), below 1e-270; the quantities of order s (the value where s = b, which is
+  about b B_x(a, 0), d/dt and the density) are scaled by s / s', a power of two times s, exact.
+  Where s = a the value is 1 - O(a / t) in either case, 1 in float64.
+- where both are below ``LIMIT_BELOW``, I_x(a, b) = b / (a + b) (1 + a log(x / (1 - x)) + ...),
+  so d/da = -b / (a + b)^2 and d/db = a / (a + b)^2 to a relative O((a + b) |log(x (1 - x))|),
+  below 1e-27. These are infinite where the true derivative overflows the float range (a + b
+  below about 1 / 1.8e308 with a near b).
+
+On a CPU nothing is added unless some parameter is subnormal; on other devices this is a few
+elementwise operations whenever the gradients in a and b are asked for, without a host sync.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from batchshaping.special._constants import SMALLEST_NORMAL
+
+# Where a subnormal parameter is evaluated: a power of two, so that s / EVALUATED_AT is exact.
+EVALUATED_AT = 2.0**-1000
+# Below this other parameter (for both parameters small), the limit forms serve instead.
+LIMIT_BELOW = 2.0**-100
+
+
+def betainc_at_tiny_parameters(kernel, a, b, x, want_grad_ab: bool, want_grad_x: bool):
+    """``kernel(a, b, x, want_grad_ab, want_grad_x)``, with exact derivatives in a and b where a
+    or b is subnormal (where the kernels give NaN): the module's docstring says how."""
+    if not want_grad_ab or x.dtype != torch.float64 or _all_normal(a, b):
+        return kernel(a, b, x, want_grad_ab, want_grad_x)
+    subnormal_a = (a > 0.0) & (a < SMALLEST_NORMAL)
+    subnormal_b = (b > 0.0) & (b < SMALLEST_NORMAL)
+    moved_a = subnormal_a & (b >= LIMIT_BELOW)
+    moved_b = subnormal_b & (a >= LIMIT_BELOW)
+    at = torch.tensor(EVALUATED_AT, dtype=a.dtype, device=a.device)
+    value, grad_a, grad_b, grad_x = kernel(
+        torch.where(moved_a, at, a), torch.where(moved_b, at, b), x, want_grad_ab, want_grad_x
+    )
+    one = torch.ones((), dtype=a.dtype, device=a.device)
+    # s / s' where s was moved, else 1; of the broadcast shape of a and b.
+    scale_a = torch.where(moved_a, a / EVALUATED_AT, one)
+    scale_b = torch.where(moved_b, b / EVALUATED_AT, one)
+    value = torch.where(x == 1.0, value, value * scale_b)  # I_1(a, b) = 1 at any b
+    grad_a = grad_a * scale_b
+    grad_b = grad_b * scale_a
+    if want_grad_x:
+        grad_x = grad_x * (scale_a * scale_b)
+    positive = (a > 0.0) & (b > 0.0)  # where one is 0, I is 0 or 1 and both derivatives 0
+    both_small = (subnormal_a | subnormal_b) & positive & (a < LIMIT_BELOW) & (b < LIMIT_BELOW)
+    if a.device.type != "cpu" or bool(both_small.any()):
+        total = a + b
+        inside = both_small & (x > 0.0) & (x < 1.0)
+        grad_a = torch.where(inside, -(b / total) / total, grad_a)
+        grad_b = torch.where(inside, (a / total) / total, grad_b)
+    return value, grad_a, grad_b, grad_x
+
+
+def _all_normal(a: Tensor, b: Tensor) -> bool:
+    """Whether no parameter is subnormal, told without a host sync on a CPU; False elsewhere."""
+    if a.device.type != "cpu":
+        return False
+    return not any(bool(((t > 0.0) & (t < SMALLEST_NORMAL)).any()) for t in (a, b))
