@@ -405,9 +405,11 @@ def test_gradients_of_a_tail_below_the_smallest_subnormal(kernel, point, run):
 
 def _tiny_parameter_points() -> list[tuple[float, float, float]]:
     """a or b subnormal (5e-324 to 2e-308) against the other from 1e-30 to 1e4, or below 1e-30
-    too (where both are small); and normal tiny b (1e-300 to 1e-200) beside a from 1e-30 to
-    1e-3, where psi(b + a) - psi(b) summed a / (b (b + a)), a product that underflowed (d/db was
-    inf at a = 8.4e-29, b = 9.3e-302, x = 0.086, 1e-4 off at a = 1.1e-19); each both ways round."""
+    too (where both are small); normal tiny b (1e-300 to 1e-200) beside a from 1e-30 to 1e-3,
+    where psi(b + a) - psi(b) summed a / (b (b + a)), a product that underflowed (d/db was inf at
+    a = 8.4e-29, b = 9.3e-302, x = 0.086, 1e-4 off at a = 1.1e-19); and both normal, below 1e-285
+    (the series' first-order log I in p, for p below 1e-290, took the value 0 for 6.1e-4 at
+    a = 1e-292, b = 6.2e-296, x = 0.11); each both ways round."""
     rng = random.Random(18)
     points = []
     for tiny in (5e-324, 1e-320, 1e-315, 1e-310, 2e-308):
@@ -419,6 +421,10 @@ def _tiny_parameter_points() -> list[tuple[float, float, float]]:
         small, tiny = 10.0 ** rng.uniform(-30, -3), 10.0 ** rng.uniform(-300, -200)
         x = rng.uniform(0.001, 0.999)
         points += [(small, tiny, x), (tiny, small, x)]
+    for _ in range(6):
+        first, second = (10.0 ** rng.uniform(-307.6, -285) for _ in "ab")
+        x = rng.uniform(0.001, 0.999)
+        points += [(first, second, x), (second, first, x)]
     return points
 
 
@@ -448,12 +454,12 @@ def _tiny_parameter_oracle() -> tuple[tuple[float, float, float, float], ...]:
     return tuple(results)
 
 
-def test_gradients_in_a_subnormal_parameter(kernel):
-    """d/da where a is below the smallest normal number (and d/db likewise), the other
-    derivatives and the value, exact: the kernels compute at normal parameters only, and
-    ``_tiny_parameters`` evaluates them at a = 2^-1000 (or uses the limit forms where both are
-    below 2^-100). They were NaN (and before that -0.0, 0 or inf for -0.18 at a = 5e-324,
-    b = 4.2e173, x = 2.7e-174, a point of this test too, with I = P(a, b x) its oracle).
+def test_tiny_and_subnormal_parameters(kernel):
+    """The value (with and without gradients) and its derivatives where a parameter is tiny: d/da
+    where a is below the smallest normal number (and d/db likewise) was NaN (and before that
+    -0.0, 0 or inf for -0.18 at a = 5e-324, b = 4.2e173, x = 2.7e-174, a point of this test too,
+    with I = P(a, b x) its oracle); the kernels run at a = 2^-1000 there now, or the limit forms
+    serve where both are below 2^-100 (``_tiny_parameters``).
 
     Bounds: 1e-12 relative for the value (or one subnormal unit), 1e-11 for the derivatives
     (or the smallest normal number, where they are subnormal); infinite, of the right sign, where
@@ -472,13 +478,16 @@ def test_gradients_in_a_subnormal_parameter(kernel):
         torch.tensor(column, dtype=torch.float64, requires_grad=True)
         for column in zip(*points, strict=True)
     )
+    value_only = betainc(a.detach(), b.detach(), x.detach())
     value = betainc(a, b, x)
     value.backward(torch.ones_like(value))
     columns = (value.detach(), a.grad, b.grad, x.grad)
     found = zip(*(column.tolist() for column in columns), strict=True)
-    for point, got, exact in zip(points, found, expected, strict=True):
-        where = (point, got, exact)
-        assert abs(got[0] - exact[0]) <= max(1e-12 * abs(exact[0]), SMALLEST_SUBNORMAL), where
+    for point, got, alone, exact in zip(points, found, value_only.tolist(), expected, strict=True):
+        where = (point, got, alone, exact)
+        for found_value in (got[0], alone):
+            bound = max(1e-12 * abs(exact[0]), SMALLEST_SUBNORMAL)
+            assert abs(found_value - exact[0]) <= bound, where
         for found_one, exact_one in zip(got[1:], exact[1:], strict=True):
             if math.isnan(exact_one):  # not computed for this point
                 continue

@@ -61,7 +61,8 @@ TEMME_Z = 4.0
 SCALE_FROM = 2.0**64
 # Below this first parameter the series' log I_t(p, q) is p (log t + EULER_GAMMA + psi(q) + T),
 # one product (its O(p^2) is far below the smallest subnormal): its terms p log t and
-# log(p B(p, q)), each of order p, would round to whole subnormal units apart.
+# log(p B(p, q)), each of order p, would round to whole subnormal units apart. It holds where
+# p / q is small too; where q is below 2^-100 as well, ``_tiny_parameters`` serves instead.
 VANISHING_P = 1e-290
 # Where the gradients in a and b are asked for, a tail is negligible only if its log is this much
 # further below LOG_ZERO, past the log of 1 / min(p, 1) / min(q, 1): d log I / dp and dq are at

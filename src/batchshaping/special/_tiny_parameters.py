@@ -1,22 +1,25 @@
-"""The derivatives of I_x(a, b) in a parameter below the smallest normal float64 (a subnormal a
-or b), for every kernel: the kernels compute them at normal parameters only.
+"""I_x(a, b) and its derivatives where a parameter is tiny, for every kernel: the kernels are
+exact at normal parameters not both below 1e-290 only (their derivative in a subnormal parameter
+is NaN, and where both parameters are below 1e-290 their series' first-order form of log I in
+the first parameter p, p (log t + EULER_GAMMA + psi(q) + ...), does not hold: 0 for 6.1e-4 at
+a = 1e-292, b = 6.2e-296, x = 0.11).
 
 I_x(a, b), d/da, d/db and d/dx are analytic in a small parameter s, each either a function of s
 with a finite limit at 0 or s times one; their scale of variation in s is about min(1, t) for the
-other parameter t, or 1 / |log x|. So, with one parameter s subnormal:
+other parameter t, or 1 / |log x|. So:
 
-- where the other parameter t is at least ``LIMIT_BELOW`` (2^-100), the kernel evaluates at
-  s' = ``EVALUATED_AT`` (2^-1000, a normal number) instead: d/ds there is d/ds at s to a relative
-  O(s' / min(t, 1)), below 1e-270; the quantities of order s (the value where s = b, which is
-  about b B_x(a, 0), d/dt and the density) are scaled by s / s', a power of two times s, exact.
-  Where s = a the value is 1 - O(a / t) in either case, 1 in float64.
+- where one parameter s is subnormal and the other, t, at least ``LIMIT_BELOW`` (2^-100), the
+  kernel evaluates at s' = ``EVALUATED_AT`` (2^-1000, a normal number) instead: d/ds there is
+  d/ds at s to a relative O(s' / min(t, 1)), below 1e-270; the quantities of order s (the value
+  where s = b, which is about b B_x(a, 0), d/dt and the density) are scaled by s / s', a power
+  of two times s, exact. Where s = a the value is 1 - O(a / t) in either case, 1 in float64.
 - where both are below ``LIMIT_BELOW``, I_x(a, b) = b / (a + b) (1 + a log(x / (1 - x)) + ...),
-  so d/da = -b / (a + b)^2 and d/db = a / (a + b)^2 to a relative O((a + b) |log(x (1 - x))|),
-  below 1e-27. These are infinite where the true derivative overflows the float range (a + b
-  below about 1 / 1.8e308 with a near b).
+  so I = b / (a + b), d/da = -b / (a + b)^2 and d/db = a / (a + b)^2 to a relative
+  O((a + b) |log(x (1 - x))|), below 1e-27 (the density is the kernel's). The derivatives are
+  infinite where the true ones are beyond the largest float (a + b below about 1e-308).
 
-On a CPU nothing is added unless some parameter is subnormal; on other devices this is a few
-elementwise operations whenever the gradients in a and b are asked for, without a host sync.
+On a CPU nothing is added unless some parameter is below 2^-100; on other devices a few
+elementwise operations, without a host sync.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ LIMIT_BELOW = 2.0**-100
 
 
 def betainc_at_tiny_parameters(kernel, a, b, x, want_grad_ab: bool, want_grad_x: bool):
-    """``kernel(a, b, x, want_grad_ab, want_grad_x)``, with exact derivatives in a and b where a
-    or b is subnormal (where the kernels give NaN): the module's docstring says how."""
-    if not want_grad_ab or x.dtype != torch.float64 or _all_normal(a, b):
+    """``kernel(a, b, x, want_grad_ab, want_grad_x)``, exact where a or b is subnormal too: the
+    module's docstring says how."""
+    if x.dtype != torch.float64 or _none_tiny(a, b):
         return kernel(a, b, x, want_grad_ab, want_grad_x)
     subnormal_a = (a > 0.0) & (a < SMALLEST_NORMAL)
     subnormal_b = (b > 0.0) & (b < SMALLEST_NORMAL)
@@ -50,22 +53,26 @@ def betainc_at_tiny_parameters(kernel, a, b, x, want_grad_ab: bool, want_grad_x:
     scale_a = torch.where(moved_a, a / EVALUATED_AT, one)
     scale_b = torch.where(moved_b, b / EVALUATED_AT, one)
     value = torch.where(x == 1.0, value, value * scale_b)  # I_1(a, b) = 1 at any b
-    grad_a = grad_a * scale_b
-    grad_b = grad_b * scale_a
+    if want_grad_ab:
+        grad_a = grad_a * scale_b
+        grad_b = grad_b * scale_a
     if want_grad_x:
         grad_x = grad_x * (scale_a * scale_b)
     positive = (a > 0.0) & (b > 0.0)  # where one is 0, I is 0 or 1 and both derivatives 0
-    both_small = (subnormal_a | subnormal_b) & positive & (a < LIMIT_BELOW) & (b < LIMIT_BELOW)
+    both_small = positive & (a < LIMIT_BELOW) & (b < LIMIT_BELOW)
     if a.device.type != "cpu" or bool(both_small.any()):
         total = a + b
         inside = both_small & (x > 0.0) & (x < 1.0)
-        grad_a = torch.where(inside, -(b / total) / total, grad_a)
-        grad_b = torch.where(inside, (a / total) / total, grad_b)
+        value = torch.where(inside, b / total, value)
+        if want_grad_ab:
+            grad_a = torch.where(inside, -(b / total) / total, grad_a)
+            grad_b = torch.where(inside, (a / total) / total, grad_b)
     return value, grad_a, grad_b, grad_x
 
 
-def _all_normal(a: Tensor, b: Tensor) -> bool:
-    """Whether no parameter is subnormal, told without a host sync on a CPU; False elsewhere."""
+def _none_tiny(a: Tensor, b: Tensor) -> bool:
+    """Whether no parameter is below ``LIMIT_BELOW`` (a subnormal one among them), told without a
+    host sync on a CPU; False elsewhere."""
     if a.device.type != "cpu":
         return False
-    return not any(bool(((t > 0.0) & (t < SMALLEST_NORMAL)).any()) for t in (a, b))
+    return not any(bool(((t > 0.0) & (t < LIMIT_BELOW)).any()) for t in (a, b))

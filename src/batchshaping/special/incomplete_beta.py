@@ -48,7 +48,7 @@ def _betainc_op(
 
 
 def _compute(a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool):
-    """The chosen kernel's (value, dI/da, dI/db, dI/dx), exact in a subnormal parameter too."""
+    """The chosen kernel's (value, dI/da, dI/db, dI/dx), exact at a subnormal parameter too."""
     kernel = kernels.resolve(x.device.type)
     return betainc_at_tiny_parameters(kernel, a, b, x, grad_ab, grad_x)
 
@@ -335,10 +335,10 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     ``a`` or ``b`` negative or NaN, ``a = b = 0`` or ``a = b = inf``. ``x = 0`` gives 0 and
     ``x = 1`` gives 1 for any valid ``a``, ``b``; ``a = 0`` or ``b = inf`` gives 1 and ``b = 0``
     or ``a = inf`` gives 0 inside (0, 1) (where the other parameter is not the same limit); the
-    derivatives in ``a`` and ``b`` are 0 at these points. Where a parameter is below the smallest
-    normal number (a subnormal ``a`` or ``b``) the derivatives are exact too (see
-    :mod:`batchshaping.special._tiny_parameters`), and infinite only where the true one is beyond
-    the largest float (both parameters below about 1e-308).
+    derivatives in ``a`` and ``b`` are 0 at these points. Where a parameter is tiny (a subnormal
+    ``a`` or ``b``, or both below 2^-100) the value and derivatives are exact too (see
+    :mod:`batchshaping.special._tiny_parameters`), the derivatives infinite only where the true
+    one is beyond the largest float (both parameters below about 1e-308).
     Where the density is infinite (``x = 0`` with ``a < 1``, ``x = 1`` with ``b < 1``) the
     gradient in ``x`` is the density at the nearest normal number of the dtype, capped at its
     largest finite value, so gradients stay finite.
