@@ -145,7 +145,7 @@ def rank_float32_rows(bits, kept, masked, ties, keys, buffer, counts, out):
     rows, columns = bits.shape
     for r in range(rows):
         row_keys = keys[r]
-        count = 0
+        count = r - r  # 0 as an int64: a literal 0 compiled _ranks_of_part once more for it
         for i in range(columns):
             padding = masked and not kept[r, i]
             row_keys[i] = _key(bits[r, i], padding, i)
