@@ -73,3 +73,8 @@ NEGLIGIBLE_GRADIENT_MARGIN = 7.0
 # is NaN: d/dq I is about I / q there, and psi(q) of order -1 / q overflows on the kernels' way to
 # it. ``_tiny_parameters`` computes it instead, for every kernel.
 SMALLEST_NORMAL = 2.2250738585072014e-308
+# Where a subnormal parameter is evaluated instead (``_tiny_parameters``): a power of two, so
+# that the parameter over it is exact.
+SUBNORMAL_EVALUATED_AT = 2.0**-1000
+# Where both parameters are below this, I = b / (a + b) and its limit forms serve instead.
+LIMIT_FORMS_BELOW = 2.0**-100

@@ -88,6 +88,8 @@ INTERPRETER_BLOCK = 1 << 18
 _LOG_SUBNORMAL = tl.constexpr(constants.LOG_SUBNORMAL)
 _LOG_ZERO = tl.constexpr(constants.LOG_ZERO)
 _SMALLEST_NORMAL = tl.constexpr(constants.SMALLEST_NORMAL)
+_SUBNORMAL_EVALUATED_AT = tl.constexpr(constants.SUBNORMAL_EVALUATED_AT)
+_LIMIT_FORMS_BELOW = tl.constexpr(constants.LIMIT_FORMS_BELOW)
 _NEGLIGIBLE_GRADIENT_MARGIN = tl.constexpr(constants.NEGLIGIBLE_GRADIENT_MARGIN)
 _DIGAMMA_MIN = tl.constexpr(constants.DIGAMMA_MIN)
 _STIRLING_MIN = tl.constexpr(constants.STIRLING_MIN)
@@ -402,6 +404,21 @@ def betainc_kernel(
     nan = float("nan")
     inf = float("inf")
 
+    # Tiny parameters, as ``_tiny_parameters`` says: a subnormal one against the other at least
+    # 2^-100 is evaluated at 2^-1000 and what is of its order scaled by it over 2^-1000 (exact);
+    # where both are below 2^-100, I = b / (a + b) and its limit forms.
+    moved_a = (a > 0.0) & (a < _SMALLEST_NORMAL) & (b >= _LIMIT_FORMS_BELOW)
+    moved_b = (b > 0.0) & (b < _SMALLEST_NORMAL) & (a >= _LIMIT_FORMS_BELOW)
+    scale_a = tl.where(moved_a, a / _SUBNORMAL_EVALUATED_AT, 1.0)
+    scale_b = tl.where(moved_b, b / _SUBNORMAL_EVALUATED_AT, 1.0)
+    limit = (a > 0.0) & (b > 0.0) & (a < _LIMIT_FORMS_BELOW) & (b < _LIMIT_FORMS_BELOW)
+    limit_total = tl.where(limit, a + b, 1.0)
+    limit_value = b / limit_total
+    limit_grad_a = -limit_value / limit_total
+    limit_grad_b = (a / limit_total) / limit_total
+    a = tl.where(moved_a, _SUBNORMAL_EVALUATED_AT, a)
+    b = tl.where(moved_b, _SUBNORMAL_EVALUATED_AT, b)
+
     # Outside the interior, as scipy: NaN outside the domain, x at the end points, 1 where
     # a = 0 or b = inf, 0 where b = 0 or a = inf, NaN for a = b = 0 and for a = b = inf; NaN
     # inside (0, 1) where a + b overflows (beyond the range of the kernels), and the density
@@ -446,7 +463,7 @@ def betainc_kernel(
         log_y_end = tl.log(tl.maximum(1.0 - x_end, TINY))
         at_end_density = tl.exp((a - 1.0) * log_x_end + (b - 1.0) * log_y_end - log_beta_ab)
         density = tl.minimum(tl.where(at_end, at_end_density, inside), HUGE)
-        density = tl.where(beyond, nan, tl.where(regular, density, 0.0))
+        density = tl.where(beyond, nan, tl.where(regular, density, 0.0)) * (scale_a * scale_b)
         tl.store(grad_x_ptr + offsets, tl.where(undefined, nan, density), mask=in_bounds)
 
     # The tail below the mode, x (a + b + 2) <= a + 1, decided from the exact delta (the
@@ -547,17 +564,13 @@ def betainc_kernel(
 
     # I_x(a, b) = I_t(p, q) below the mode, 1 - I_{1-x}(b, a) above; NaN where a loop did not
     # finish. Negligible elements keep the 0 (1 above) they started with.
-    result = tl.where(lower, value, complement)
-    tl.store(value_ptr + offsets, tl.where(unfinished, nan, result), mask=interior)
+    result = tl.where(unfinished, nan, tl.where(lower, value, complement) * scale_b)
+    tl.store(value_ptr + offsets, tl.where(limit, limit_value, result), mask=interior)
     if WANT_GRAD_AB:
-        grad_a = tl.where(lower, grad_p, -grad_q)
-        grad_b = tl.where(lower, grad_q, -grad_p)
-        # NaN in a subnormal parameter (``constants.SMALLEST_NORMAL``): not exact here;
-        # ``_tiny_parameters`` computes it for betainc.
-        grad_a = tl.where(a < _SMALLEST_NORMAL, nan, grad_a)
-        grad_b = tl.where(b < _SMALLEST_NORMAL, nan, grad_b)
-        tl.store(grad_a_ptr + offsets, tl.where(unfinished, nan, grad_a), mask=interior)
-        tl.store(grad_b_ptr + offsets, tl.where(unfinished, nan, grad_b), mask=interior)
+        grad_a = tl.where(unfinished, nan, tl.where(lower, grad_p, -grad_q) * scale_b)
+        grad_b = tl.where(unfinished, nan, tl.where(lower, grad_q, -grad_p) * scale_a)
+        tl.store(grad_a_ptr + offsets, tl.where(limit, limit_grad_a, grad_a), mask=interior)
+        tl.store(grad_b_ptr + offsets, tl.where(limit, limit_grad_b, grad_b), mask=interior)
 
 
 # --- the host side ------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping._runtime.tracing import eager_tensors, transforming
 from batchshaping.special import kernels
 from batchshaping.special._portable import log_beta
-from batchshaping.special._tiny_parameters import betainc_at_tiny_parameters
 
 __all__ = ["BroadcastError", "betainc"]
 
@@ -44,13 +43,7 @@ class BroadcastError(ValueError, RuntimeError):
 def _betainc_op(
     a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _compute(a, b, x, grad_ab, grad_x)
-
-
-def _compute(a: Tensor, b: Tensor, x: Tensor, grad_ab: bool, grad_x: bool):
-    """The chosen kernel's (value, dI/da, dI/db, dI/dx), exact at a subnormal parameter too."""
-    kernel = kernels.resolve(x.device.type)
-    return betainc_at_tiny_parameters(kernel, a, b, x, grad_ab, grad_x)
+    return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
 
 
 @_betainc_op.register_fake
@@ -91,7 +84,7 @@ class _IncompleteBeta(torch.autograd.Function):
     @staticmethod
     def forward(a, b, x, grad_ab, grad_x):
         if eager_tensors(a, b, x):
-            return _compute(a, b, x, grad_ab, grad_x)
+            return kernels.resolve(x.device.type)(a, b, x, grad_ab, grad_x)
         return _betainc_op(a, b, x, grad_ab, grad_x)
 
     @staticmethod

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from batchshaping._runtime.choice import Choice
+from batchshaping.special._tiny_parameters import exact_at_tiny_parameters
 
 __all__ = ["available_kernels", "kernel"]
 
@@ -56,6 +57,9 @@ class KernelEntry(NamedTuple):
     module: str  # imported on first use
     function: str
     devices: tuple[str, ...] | None  # device types it runs on; None for every device
+    # Whether the kernel itself is exact at tiny parameters; if not, the registry wraps it in
+    # :func:`batchshaping.special._tiny_parameters.exact_at_tiny_parameters`.
+    exact_at_tiny_parameters: bool
 
 
 _CHOICE = Choice("kernel")
@@ -69,10 +73,16 @@ def register(
     *,
     devices: tuple[str, ...] | None,
     available: Callable[[], bool] = lambda: True,
+    exact_at_tiny_parameters: bool = False,
 ) -> None:
-    """Register kernel ``name``: ``module.function``, for ``devices`` (device types)."""
+    """Register kernel ``name``: ``module.function``, for ``devices`` (device types).
+
+    ``exact_at_tiny_parameters``: the kernel handles subnormal parameters, and both below
+    2^-100, itself (as :mod:`batchshaping.special._tiny_parameters` says); else the registry
+    wraps its entry point in that module's treatment, which needs only the kernel's results at
+    normal parameters."""
     _CHOICE.add(name, available)
-    _ENTRIES[name] = KernelEntry(name, module, function, devices)
+    _ENTRIES[name] = KernelEntry(name, module, function, devices, exact_at_tiny_parameters)
 
 
 @contextlib.contextmanager
@@ -133,7 +143,10 @@ def resolve(device_type: str) -> KernelFunction:
 @functools.cache
 def _load(name: str) -> KernelFunction:
     entry = _ENTRIES[name]
-    return getattr(importlib.import_module(entry.module), entry.function)
+    function = getattr(importlib.import_module(entry.module), entry.function)
+    if entry.exact_at_tiny_parameters:
+        return function
+    return exact_at_tiny_parameters(function)
 
 
 def _numba_installed() -> bool:
@@ -178,4 +191,5 @@ register(
     "batchshaping.special._triton",
     devices=("cuda", "cpu") if _TRITON_INTERPRETED else ("cuda",),
     available=_triton_runs_here,
+    exact_at_tiny_parameters=True,
 )
