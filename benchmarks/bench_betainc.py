@@ -132,7 +132,7 @@ def _against_torch_betainc() -> list[dict]:
         for dtype in (torch.float32, torch.float64):
             ours_run, _ = _with_grads(_ours, arrays, dtype)
             theirs_run, _ = _with_grads(run_theirs, arrays, dtype)
-            times = median_times({"ours": ours_run, "theirs": theirs_run}, repeats=5, warmup=1)
+            times = median_times({"ours": ours_run, "theirs": theirs_run}, repeats=15, warmup=3)
             ours, their_time = times["ours"], times["theirs"]
             ours_errors = _errors(_ours, arrays, dtype)
             their_errors = _errors(run_theirs, arrays, dtype)
