@@ -113,6 +113,23 @@ def test_mixed_second_derivatives_in_x_and_the_parameters_are_exact():
     torch.testing.assert_close(d_dx, reference_a, rtol=1e-12, atol=0)
 
 
+def test_mixed_second_derivatives_in_a_subnormal_parameter_are_nan():
+    """d^2 I / dx da where a is subnormal (and in b likewise): NaN, not the product of psi(a),
+    about -1 / a, with a density of the order of a that is a subnormal with few bits left (a
+    wrong finite number for a in [5.6e-309, 2.2e-308), inf or NaN below). The other parameter's
+    stays finite; both from either side (d/da of dI/dx, d/dx of dI/da)."""
+    a = torch.tensor([1e-310, 2.0, 2e-308], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([2.0, 1e-310, 3.0], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([0.3, 0.3, 0.6], dtype=torch.float64, requires_grad=True)
+    (gradient_x,) = torch.autograd.grad(betainc(a, b, x).sum(), x, create_graph=True)
+    d_da, d_db = torch.autograd.grad(gradient_x.sum(), (a, b))
+    assert torch.isnan(d_da[[0, 2]]).all() and torch.isnan(d_db[1])
+    assert torch.isfinite(d_db[[0, 2]]).all() and torch.isfinite(d_da[1])
+    (gradient_a,) = torch.autograd.grad(betainc(a, b, x).sum(), a, create_graph=True)
+    (d_dx,) = torch.autograd.grad(gradient_a.sum(), x)
+    assert torch.isnan(d_dx[[0, 2]]).all() and torch.isfinite(d_dx[1])
+
+
 @pytest.mark.parametrize("how", ["func.hessian", "autograd.functional.hessian", "double backward"])
 def test_second_derivatives_in_the_parameters_raise(how):
     def total(a):

@@ -480,7 +480,8 @@ def elementwise_kernel(
             terms = series_terms(a_i, b_i, want_grad_ab)
             last_a, last_b = a_i, b_i
             tables_ready = False
-        elif not tables_ready and a_i > 0.0 and b_i > 0.0:
+        elif not tables_ready and a_i > 0.0 and b_i > 0.0 and a_i + b_i < math.inf:
+            # (not for an infinite parameter, whose scales have no power of two: OverflowError)
             _fill_tables(a_i, b_i, tables[0])
             _fill_tables(b_i, a_i, tables[1])
             tables_ready = True

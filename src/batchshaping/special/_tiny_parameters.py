@@ -12,8 +12,9 @@ other parameter t, or 1 / |log x|. So:
   (2^-100), the kernel evaluates at s' = ``SUBNORMAL_EVALUATED_AT`` (2^-1000, a normal number)
   instead: d/ds there is d/ds at s to a relative O(s' / min(t, 1)), below 1e-270; the
   quantities of order s (the value where s = b, which is about b B_x(a, 0), d/dt and the
-  density) are scaled by s / s', a power of two times s, exact. Where s = a the value is
-  1 - O(a / t) in either case, 1 in float64.
+  density) are scaled by s / s', a power of two times s, exactly. Where s = a the value is
+  1 - O(a / t) in either case, 1 in float64. So the results are as accurate as the kernel's at
+  s' (about 1e-13 relative, or a unit of the smallest subnormal where they are subnormal).
 - where both are below ``LIMIT_FORMS_BELOW``,
   I_x(a, b) = b / (a + b) (1 + a log(x / (1 - x)) + ...), so I = b / (a + b),
   d/da = -b / (a + b)^2 and d/db = a / (a + b)^2 to a relative O((a + b) |log(x (1 - x))|),
@@ -58,14 +59,14 @@ def _at_tiny_parameters(kernel, a, b, x, want_grad_ab: bool, want_grad_x: bool):
     subnormal_b = (b > 0.0) & (b < SMALLEST_NORMAL)
     moved_a = subnormal_a & (b >= LIMIT_FORMS_BELOW)
     moved_b = subnormal_b & (a >= LIMIT_FORMS_BELOW)
-    at = torch.tensor(SUBNORMAL_EVALUATED_AT, dtype=a.dtype, device=a.device)
+    # Python numbers, not tensors made on the device (a copy from the host would synchronise).
+    at = SUBNORMAL_EVALUATED_AT
     value, grad_a, grad_b, grad_x = kernel(
         torch.where(moved_a, at, a), torch.where(moved_b, at, b), x, want_grad_ab, want_grad_x
     )
-    one = torch.ones((), dtype=a.dtype, device=a.device)
     # s / s' where s was moved, else 1; of the broadcast shape of a and b.
-    scale_a = torch.where(moved_a, a / SUBNORMAL_EVALUATED_AT, one)
-    scale_b = torch.where(moved_b, b / SUBNORMAL_EVALUATED_AT, one)
+    scale_a = torch.where(moved_a, a / SUBNORMAL_EVALUATED_AT, 1.0)
+    scale_b = torch.where(moved_b, b / SUBNORMAL_EVALUATED_AT, 1.0)
     value = torch.where(x == 1.0, value, value * scale_b)  # I_1(a, b) = 1 at any b
     if want_grad_ab:
         grad_a = grad_a * scale_b

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd import forward_ad
@@ -24,6 +26,7 @@ from torch.autograd.function import once_differentiable
 from batchshaping._runtime.shapes import broadcast_shapes
 from batchshaping._runtime.tracing import eager_tensors, transforming
 from batchshaping.special import kernels
+from batchshaping.special._constants import SMALLEST_NORMAL
 from batchshaping.special._portable import log_beta
 
 __all__ = ["BroadcastError", "betainc"]
@@ -176,7 +179,7 @@ class _BetaDensity(torch.autograd.Function):
         tangent = torch.zeros_like(density)
         for partial, direction in zip(partials, (tangent_a, tangent_b, tangent_x), strict=True):
             if direction is not None:
-                tangent = tangent + density * partial * direction
+                tangent = tangent + density * _weighted(direction, partial)
         return tangent
 
 
@@ -239,13 +242,17 @@ def _will_differentiate(ctx, index: int) -> bool:
 
 
 def _log_density_partials(a: Tensor, b: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """d log f / da, d log f / db, d log f / dx of the Beta density f."""
+    """d log f / da, d log f / db, d log f / dx of the Beta density f.
+
+    NaN in a subnormal parameter: psi of it, about -1 / a, overflows or nearly so, and f, of the
+    order of that parameter, is a subnormal with few bits left; their product would be a wrong
+    finite number."""
     psi_ab = torch.digamma(a + b)
-    return (
-        torch.log(x) - torch.digamma(a) + psi_ab,
-        torch.log1p(-x) - torch.digamma(b) + psi_ab,
-        (a - 1) / x - (b - 1) / (1 - x),
-    )
+    partial_a = torch.log(x) - torch.digamma(a) + psi_ab
+    partial_b = torch.log1p(-x) - torch.digamma(b) + psi_ab
+    partial_a = torch.where((a > 0.0) & (a < SMALLEST_NORMAL), math.nan, partial_a)
+    partial_b = torch.where((b > 0.0) & (b < SMALLEST_NORMAL), math.nan, partial_b)
+    return partial_a, partial_b, (a - 1) / x - (b - 1) / (1 - x)
 
 
 def _density(a: Tensor, b: Tensor, x: Tensor) -> Tensor:
@@ -256,7 +263,13 @@ def _mixed_partials(a: Tensor, b: Tensor, x: Tensor, grad_of_a: Tensor, grad_of_
     """sum over (a, b) of the incoming gradients times d^2 I / dx d(a or b) = df / d(a or b)."""
     density = _density(a, b, x)
     partial_a, partial_b, _ = _log_density_partials(a, b, x)
-    return density * (grad_of_a * partial_a + grad_of_b * partial_b)
+    return density * (_weighted(grad_of_a, partial_a) + _weighted(grad_of_b, partial_b))
+
+
+def _weighted(weight: Tensor, partial: Tensor) -> Tensor:
+    """weight * partial, 0 where the weight is 0 (a NaN partial that no gradient or tangent
+    asks for, in a subnormal parameter, must not spread to the other terms)."""
+    return torch.where(weight == 0.0, 0.0, weight * partial)
 
 
 def _common_tensors(a, b, x) -> tuple[Tensor, Tensor, Tensor, torch.dtype]:
@@ -329,9 +342,10 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     ``x = 1`` gives 1 for any valid ``a``, ``b``; ``a = 0`` or ``b = inf`` gives 1 and ``b = 0``
     or ``a = inf`` gives 0 inside (0, 1) (where the other parameter is not the same limit); the
     derivatives in ``a`` and ``b`` are 0 at these points. Where a parameter is tiny (a subnormal
-    ``a`` or ``b``, or both below 2^-100) the value and derivatives are exact too (see
+    ``a`` or ``b``, or both below 2^-100) the value and first derivatives are exact too (see
     :mod:`batchshaping.special._tiny_parameters`), the derivatives infinite only where the true
-    one is beyond the largest float (both parameters below about 1e-308).
+    one is beyond the largest float (both parameters below about 1e-308); the second derivatives
+    d^2 I / dx da (d^2 I / dx db) are NaN where ``a`` (``b``) is subnormal.
     Where the density is infinite (``x = 0`` with ``a < 1``, ``x = 1`` with ``b < 1``) the
     gradient in ``x`` is the density at the nearest normal number of the dtype, capped at its
     largest finite value, so gradients stay finite.
