@@ -8,6 +8,11 @@ triton is installed), the worst relative error of the value in float64, of d/da 
 float64, and of the value in float32 in units in the last place of float32; scipy's float64
 values beside them. The tests bound these errors; this script says how far below the bounds the
 kernels are.
+
+Then the same for Boost.Math's published test tables of the incomplete beta function
+(``ibeta_data``, ``ibeta_int_data``, ``ibeta_large_data``, ``ibeta_small_data``: 3,210 rows, as
+scipy ships them for its own tests), float64 values against the tables' I_x(a, b), scipy's
+beside them; skipped where that scipy file is not installed.
 """
 
 from __future__ import annotations
@@ -97,13 +102,48 @@ def scipy_errors() -> dict[str, float]:
     return {g: float(error[columns["group"] == g].max()) for g in sorted(set(columns["group"]))}
 
 
-def _triton_errors() -> dict[str, dict[str, float]] | None:
-    """The Triton kernel's errors under the interpreter, from a process of its own."""
+BOOST_TABLES = ("ibeta_data", "ibeta_int_data", "ibeta_large_data", "ibeta_small_data")
+
+
+def _boost_tables() -> dict[str, np.ndarray]:
+    """Boost's tables (columns a, b, x, B_x, 1 - B_x, I_x, 1 - I_x) from scipy's test data, or
+    none where that file is not installed."""
+    import scipy.special
+
+    path = Path(scipy.special.__file__).resolve().parent / "tests" / "data" / "boost.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        return {name: data[f"{name}_ipp-{name}"] for name in BOOST_TABLES}
+
+
+def boost_errors(name: str | None) -> dict[str, float]:
+    """{table: worst relative error of the float64 value} for kernel ``name`` (scipy's where
+    ``name`` is None)."""
+    from scipy.special import betainc as scipy_betainc
+
+    errors = {}
+    for table, rows in _boost_tables().items():
+        a, b, x, exact = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 5]
+        if name is None:
+            found = scipy_betainc(a, b, x)
+        else:
+            with special.kernel(name):
+                found = betainc(*(torch.from_numpy(c.copy()) for c in (a, b, x))).numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            error = np.where(found == exact, 0.0, np.abs(found - exact) / np.abs(exact))
+        errors[table] = float(np.nan_to_num(error, nan=np.inf).max())
+    return errors
+
+
+def _triton_errors() -> dict[str, dict] | None:
+    """The Triton kernel's errors under the interpreter (the oracle table's, then Boost's), from
+    a process of its own."""
     if importlib.util.find_spec("triton") is None:
         return None
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); import accuracy_betainc as m;"
-        " print(json.dumps(m.kernel_errors('triton')))"
+        " print(json.dumps([m.kernel_errors('triton'), m.boost_errors('triton')]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(Path(__file__).resolve().parent)],
@@ -129,10 +169,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     kernels = [k for k in special.available_kernels() if k != "triton"]
     reports = {name: kernel_errors(name) for name in kernels}
+    boost = {name: boost_errors(name) for name in kernels}
     triton = _triton_errors()
     if triton is not None:
-        reports["triton (interpreter)"] = triton
+        reports["triton (interpreter)"], boost["triton (interpreter)"] = triton
     scipy = scipy_errors()
+    boost["scipy"] = boost_errors(None)
     groups = sorted(next(iter(reports.values())))
     for measure in ("value", "d/da", "d/db", "float32 ulps"):
         unit = "units in the last place of float32" if measure == "float32 ulps" else "relative"
@@ -151,8 +193,20 @@ def main(argv=None) -> int:
             if measure == "value":
                 cells.append(_format(scipy.get(group)))
             print("| " + " | ".join(cells) + " |")
+    tables = next(iter(boost.values()))
+    if tables:
+        print("\nBoost.Math's published tables, worst error of the float64 value (relative)")
+        header = ["table", "rows", *boost]
+        print("| " + " | ".join(header) + " |")
+        print("|" + " --- |" * len(header))
+        rows = _boost_tables()
+        for table in tables:
+            cells = [table, str(len(rows[table]))]
+            cells += [_format(errors[table]) for errors in boost.values()]
+            print("| " + " | ".join(cells) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"kernels": reports, "scipy": scipy}, indent=2) + "\n")
+        figures = {"kernels": reports, "scipy": scipy, "boost": boost}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
