@@ -168,3 +168,101 @@ def test_a_load_that_fails_without_the_registries_is_tried_again_numbas_way(monk
     assert cache.load_overload("signature", target) == "loaded"
     assert attempts == ["signature", "signature"]
     assert target.refreshed == 1  # the second attempt refreshed numba's registries first
+
+
+def test_a_compile_pauses_the_garbage_collector_and_puts_it_back(monkeypatch):
+    """numba compiles the package's functions with Python's cyclic garbage collector off (its
+    collections took a sixth of a first loss), and the collector is as it was afterwards: on,
+    or off where the user had turned it off."""
+    import gc
+
+    seen = []
+    numba_dispatcher = jit._PackageDispatcher.__mro__[1]
+    original = numba_dispatcher.compile
+
+    def watched(self, sig):
+        seen.append(gc.isenabled())
+        return original(self, sig)
+
+    monkeypatch.setattr(numba_dispatcher, "compile", watched)
+    for user_choice in (True, False):
+
+        @jit.jit
+        def kernel(value):
+            return value + 1.0
+
+        (gc.enable if user_choice else gc.disable)()
+        try:
+            assert kernel(1.0) == 2.0
+            assert gc.isenabled() is user_choice
+        finally:
+            gc.enable()
+    assert seen == [False, False]
+
+
+def test_pauses_of_the_collector_nest_and_span_threads():
+    """The collector comes back when the last pause of any thread ends, not the first."""
+    import gc
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def compile_elsewhere():
+        with jit.paused_garbage_collection():
+            entered.set()
+            release.wait(30)
+
+    other = threading.Thread(target=compile_elsewhere)
+    assert gc.isenabled()
+    other.start()
+    try:
+        assert entered.wait(30)
+        with jit.paused_garbage_collection():
+            with jit.paused_garbage_collection():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread's pause goes on
+    finally:
+        release.set()
+        other.join(30)
+    assert gc.isenabled()
+
+
+def _report_collector(connection):
+    import gc
+
+    connection.send(gc.isenabled())
+    connection.close()
+
+
+def test_a_child_forked_during_a_compile_gets_the_collector_back():
+    """A child forked while another thread of the parent compiled: that thread is not in the
+    child, so nothing would turn the collector back on there."""
+    import multiprocessing
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def compile_elsewhere():
+        with jit.paused_garbage_collection():
+            entered.set()
+            release.wait(30)
+
+    other = threading.Thread(target=compile_elsewhere)
+    other.start()
+    try:
+        assert entered.wait(30)
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_report_collector, args=(sender,))
+        child.start()
+        sender.close()
+        answered = receiver.poll(60)
+        if not answered:
+            child.kill()
+        child.join(10)
+        assert answered, "the forked child hung"
+        assert receiver.recv() is True
+    finally:
+        release.set()
+        other.join(30)
