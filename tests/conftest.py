@@ -8,11 +8,15 @@
   their duration, restored after.
 - ``run_cli``: ``run_cli(arguments, folder)`` runs ``batchshaping <arguments>`` in this process
   from ``folder`` and returns (exit status, stdout, stderr).
+- ``forked_child``: ``forked_child(target, *args)`` runs ``target(connection, *args)`` in a child
+  made by ``fork`` and returns what it sent on ``connection``; fails, rather than hangs, if the
+  child sends nothing within a minute, and if it exits with an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 
 import pytest
@@ -80,5 +84,25 @@ def run_cli(capsys):
             os.chdir(cwd)
         captured = capsys.readouterr()
         return status, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def forked_child():
+    def run(target, *args):
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=target, args=(sender, *args))
+        child.start()
+        sender.close()
+        answered = receiver.poll(60)
+        if not answered:
+            child.kill()
+        child.join(10)
+        assert answered, "the forked child hung"
+        answer = receiver.recv()
+        assert child.exitcode == 0
+        return answer
 
     return run

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import threading
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -174,8 +179,6 @@ def test_a_compile_pauses_the_garbage_collector_and_puts_it_back(monkeypatch):
     """numba compiles the package's functions with Python's cyclic garbage collector off (its
     collections took a sixth of a first loss), and the collector is as it was afterwards: on,
     or off where the user had turned it off."""
-    import gc
-
     seen = []
     numba_dispatcher = jit._PackageDispatcher.__mro__[1]
     original = numba_dispatcher.compile
@@ -200,11 +203,9 @@ def test_a_compile_pauses_the_garbage_collector_and_puts_it_back(monkeypatch):
     assert seen == [False, False]
 
 
-def test_pauses_of_the_collector_nest_and_span_threads():
-    """The collector comes back when the last pause of any thread ends, not the first."""
-    import gc
-    import threading
-
+@contextlib.contextmanager
+def _paused_in_another_thread() -> Iterator[None]:
+    """A pause of the collector in another thread (a compile there) for the block's duration."""
     entered, release = threading.Event(), threading.Event()
 
     def compile_elsewhere():
@@ -213,56 +214,34 @@ def test_pauses_of_the_collector_nest_and_span_threads():
             release.wait(30)
 
     other = threading.Thread(target=compile_elsewhere)
-    assert gc.isenabled()
     other.start()
     try:
         assert entered.wait(30)
+        yield
+    finally:
+        release.set()
+        other.join(30)
+
+
+def test_pauses_of_the_collector_nest_and_span_threads():
+    """The collector comes back when the last pause of any thread ends, not the first."""
+    assert gc.isenabled()
+    with _paused_in_another_thread():
         with jit.paused_garbage_collection():
             with jit.paused_garbage_collection():
                 assert not gc.isenabled()
             assert not gc.isenabled()
         assert not gc.isenabled()  # the other thread's pause goes on
-    finally:
-        release.set()
-        other.join(30)
     assert gc.isenabled()
 
 
 def _report_collector(connection):
-    import gc
-
     connection.send(gc.isenabled())
     connection.close()
 
 
-def test_a_child_forked_during_a_compile_gets_the_collector_back():
+def test_a_child_forked_during_a_compile_gets_the_collector_back(forked_child):
     """A child forked while another thread of the parent compiled: that thread is not in the
     child, so nothing would turn the collector back on there."""
-    import multiprocessing
-    import threading
-
-    entered, release = threading.Event(), threading.Event()
-
-    def compile_elsewhere():
-        with jit.paused_garbage_collection():
-            entered.set()
-            release.wait(30)
-
-    other = threading.Thread(target=compile_elsewhere)
-    other.start()
-    try:
-        assert entered.wait(30)
-        context = multiprocessing.get_context("fork")
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_report_collector, args=(sender,))
-        child.start()
-        sender.close()
-        answered = receiver.poll(60)
-        if not answered:
-            child.kill()
-        child.join(10)
-        assert answered, "the forked child hung"
-        assert receiver.recv() is True
-    finally:
-        release.set()
-        other.join(30)
+    with _paused_in_another_thread():
+        assert forked_child(_report_collector) is True

@@ -3,7 +3,6 @@ kernels with a C entry point run on torch's OpenMP threads where it has them."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 
 import pytest
@@ -39,27 +38,18 @@ def _in_child(connection, package_threads):
 
 
 @pytest.mark.parametrize("package_threads", [1, 2])
-def test_a_forked_child_computes_the_same_losses(two_threads, package_threads, monkeypatch):
+def test_a_forked_child_computes_the_same_losses(
+    two_threads, package_threads, monkeypatch, forked_child
+):
     submitted = []
     original = threads._submit
     monkeypatch.setattr(threads, "_submit", lambda *args: submitted.append(1) or original(*args))
     expected = _losses(0)  # starts the pool in the parent
     assert submitted, "the parent's call should have used the pool"
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_in_child, args=(sender, package_threads))
-    child.start()
-    sender.close()
-    finished = receiver.poll(60)
-    if not finished:
-        child.kill()
-    child.join(10)
-    assert finished, "the forked child hung"
-    losses, teams = receiver.recv()
+    losses, teams = forked_child(_in_child, package_threads)
     # float32 sums of 400,000 terms: torch's reductions add in another order on one thread.
     assert losses == pytest.approx(expected, rel=1e-5)
     assert teams == ("pool",), "a forked child must not use OpenMP's threads"
-    assert child.exitcode == 0
 
 
 def test_two_python_threads_get_what_each_would_get_alone(two_threads):
