@@ -513,3 +513,58 @@ def test_huge_a_with_x_next_to_1(kernel):
             y = -(mpmath.mpf(pa) + (pb - 1) / 2) * mpmath.log(mpmath.mpf(px))
             exact = mpmath.gammainc(pb, y, mpmath.inf, regularized=True)
         assert abs(found - exact) <= 1e-11 * exact, (pa, pb, px, found, float(exact))
+
+
+# Shared runs whose reflection point (a + 1) / (a + b + 2) rounds to 1 (a above 2^53 against a
+# small b) or whose bins' scale, per_side / that point, overflows (b near the largest float).
+_END_RUNS = (
+    (9381714835393882.0, 0.12941179406084832, "x near 1"),
+    (2.0**53 + 2.0, 0.5, "x near 1"),
+    (3.093066714749721e18, 2.0, "x near 1"),
+    (0.5, 1.7e308, "x near 0"),
+    (3.0, 1.2e308, "x near 0"),
+)
+
+
+@functools.cache
+def _end_run(a: float, b: float, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's x (4,096 values, so that the bins of the shared-parameter kernel are full) and
+    the oracle at each: for a huge, I = Q(b, -(a + (b - 1) / 2) log x); for b huge,
+    I = P(a, -(b + (a - 1) / 2) log(1 - x)) (mpmath, both to far better than the bound)."""
+    if where == "x near 1":
+        x = 1.0 - 2.0**-53 * np.repeat(np.arange(1.0, 9.0), 512)
+    else:
+        x = np.linspace(0.05, 2.5 * (a + 1.0), 4096) / b
+    exact = []
+    with mpmath.workdps(40):
+        for value in np.unique(x):
+            point = mpmath.mpf(float(value))
+            if where == "x near 1":
+                y = -(mpmath.mpf(a) + (mpmath.mpf(b) - 1) / 2) * mpmath.log(point)
+                exact.append(mpmath.gammainc(b, y, mpmath.inf, regularized=True))
+            else:
+                y = -(mpmath.mpf(b) + (mpmath.mpf(a) - 1) / 2) * mpmath.log1p(-point)
+                exact.append(mpmath.gammainc(a, 0, y, regularized=True))
+    table = dict(zip(np.unique(x).tolist(), (float(v) for v in exact), strict=True))
+    return x, np.array([table[value] for value in x.tolist()])
+
+
+@pytest.mark.parametrize(("a", "b", "where"), _END_RUNS)
+def test_shared_runs_whose_reflection_point_rounds_to_an_end(kernel, a, b, where):
+    """From a cross-check of the kernels against each other: the kernel for shared parameters
+    put each element in a bin by its position times per_side / (reflection point), or past the
+    point by (1 - x) times per_side / (1 - point); where the point rounds to 1 (a = 9.4e15,
+    b = 0.129), or where per_side / point overflows (b = 1.7e308), the scale was inf, the bin
+    a negative number, and the element in no bin: its value was never written (uninitialised
+    memory: 6.9e-310 where I = 0.0300, and 1e228 at b = 1.7e308) on the automatic CPU kernel
+    too, for runs of at least 256 x."""
+    x, exact = _end_run(a, b, where)
+    found = betainc(
+        torch.tensor(a, dtype=torch.float64),
+        torch.tensor(b, dtype=torch.float64),
+        torch.from_numpy(x),
+    ).numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = np.where(found == exact, 0.0, np.abs(found - exact) / exact)  # 0 where I underflows
+    worst = int(np.argmax(np.nan_to_num(error, nan=np.inf)))
+    assert error[worst] <= 1e-12, (x[worst], found[worst], exact[worst])

@@ -190,6 +190,20 @@ def _prefactors(a, b, log_beta, x, begin, size, scratch, grad_x, huge, large):
 
 
 @callee
+def _bin(position, scale, last):
+    """The bin of an element at ``position`` (x, or 1 - x past the reflection point) from the end
+    of its side: ``position * scale`` rounded down, at most ``last``.
+
+    Clamped before the conversion to an integer: a scale may be inf or huge where the reflection
+    point (a + 1) / (a + b + 2) rounds to 1 or to 0 (a above 2^53 against a small b: the point
+    is 1 - 1.2e-16, and rounds to 1), and converting inf, or a float past 2^63, to an integer
+    gave a negative bin: the element was in no bin and its result never written (uninitialised
+    memory at a = 9.4e15, b = 0.129, x = 1 - 2^-53, where I = 0.0300).
+    """
+    return int(min(position * scale, float(last)))
+
+
+@callee
 def _sort_into_bins(
     a, b, log_beta, begin, size, per_side, work, out, grad_a, grad_b, grad_x, tiny, huge
 ):
@@ -222,8 +236,8 @@ def _sort_into_bins(
         delta = scratch[_DELTA, k]
         lower = delta >= 2.0 * value - 1.0  # x (a + b + 2) <= a + 1, from the exact delta
         first = a if lower else b
-        low_bin = min(last, int(value * scale_lower))
-        up_bin = per_side + min(last, int(scratch[_Y, k] * scale_upper))
+        low_bin = _bin(value, scale_lower, last)
+        up_bin = per_side + _bin(scratch[_Y, k], scale_upper, last)
         special = (
             ~((value > 0.0) & (value < 1.0))
             | ~(scratch[_LOG_POWER, k] > special_below)
@@ -293,8 +307,8 @@ def _bin_of_special(
             grad_a[i] = grad_b[i] = 0.0
         return -1
     if lower:
-        return min(per_side - 1, int(value * scale_lower))
-    return per_side + min(per_side - 1, int(scratch[_Y, k] * scale_upper))
+        return _bin(value, scale_lower, per_side - 1)
+    return per_side + _bin(scratch[_Y, k], scale_upper, per_side - 1)
 
 
 @callee
