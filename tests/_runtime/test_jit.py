@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from batchshaping import betainc
-from batchshaping._runtime import jit
+from batchshaping._runtime import collector, jit
 
 
 def test_the_package_kernels_cache_on_all_kernel_sources():
@@ -209,7 +209,7 @@ def _paused_in_another_thread() -> Iterator[None]:
     entered, release = threading.Event(), threading.Event()
 
     def compile_elsewhere():
-        with jit.paused_garbage_collection():
+        with collector.paused_garbage_collection():
             entered.set()
             release.wait(30)
 
@@ -227,8 +227,8 @@ def test_pauses_of_the_collector_nest_and_span_threads():
     """The collector comes back when the last pause of any thread ends, not the first."""
     assert gc.isenabled()
     with _paused_in_another_thread():
-        with jit.paused_garbage_collection():
-            with jit.paused_garbage_collection():
+        with collector.paused_garbage_collection():
+            with collector.paused_garbage_collection():
                 assert not gc.isenabled()
             assert not gc.isenabled()
         assert not gc.isenabled()  # the other thread's pause goes on

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from batchshaping._runtime.choice import Choice
+from batchshaping._runtime.collector import paused_garbage_collection
 from batchshaping.special._tiny_parameters import exact_at_tiny_parameters
 
 __all__ = ["available_kernels", "kernel"]
@@ -143,7 +144,8 @@ def resolve(device_type: str) -> KernelFunction:
 @functools.cache
 def _load(name: str) -> KernelFunction:
     entry = _ENTRIES[name]
-    function = getattr(importlib.import_module(entry.module), entry.function)
+    with paused_garbage_collection():  # the first import of numba and the kernel's module
+        function = getattr(importlib.import_module(entry.module), entry.function)
     if entry.exact_at_tiny_parameters:
         return function
     return exact_at_tiny_parameters(function)

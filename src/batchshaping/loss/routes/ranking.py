@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from batchshaping._runtime.collector import paused_garbage_collection
 from batchshaping._runtime.threads import default_threads, run_ranges, run_tasks
 from batchshaping._runtime.tracing import plain_cpu_tensor
 
@@ -270,7 +271,8 @@ def _load_kernels():
     """The numba kernels, compiled (or loaded from numba's cache) on first use."""
     global _kernels
     if _kernels is None:
-        from batchshaping.loss.routes import _ranking_kernels
+        with paused_garbage_collection():  # the first import of numba and the kernels' module
+            from batchshaping.loss.routes import _ranking_kernels
 
         _kernels = _ranking_kernels
     return _kernels
