@@ -117,9 +117,9 @@ def _boost_tables() -> dict[str, np.ndarray]:
         return {name: data[f"{name}_ipp-{name}"] for name in BOOST_TABLES}
 
 
-def boost_errors(name: str | None) -> dict[str, float]:
-    """{table: worst relative error of the float64 value} for kernel ``name`` (scipy's where
-    ``name`` is None)."""
+def _boost_row_errors(name: str | None) -> dict[str, np.ndarray]:
+    """{table: relative error of the float64 value on each row} for kernel ``name`` (scipy's
+    where ``name`` is None); NaN where the exact value is a number counts as inf."""
     from scipy.special import betainc as scipy_betainc
 
     errors = {}
@@ -132,8 +132,14 @@ def boost_errors(name: str | None) -> dict[str, float]:
                 found = betainc(*(torch.from_numpy(c.copy()) for c in (a, b, x))).numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             error = np.where(found == exact, 0.0, np.abs(found - exact) / np.abs(exact))
-        errors[table] = float(np.nan_to_num(error, nan=np.inf).max())
+        errors[table] = np.nan_to_num(error, nan=np.inf)
     return errors
+
+
+def boost_errors(name: str | None) -> dict[str, float]:
+    """{table: worst relative error of the float64 value} for kernel ``name`` (scipy's where
+    ``name`` is None)."""
+    return {table: float(error.max()) for table, error in _boost_row_errors(name).items()}
 
 
 def _triton_errors() -> dict[str, dict] | None:
@@ -204,6 +210,15 @@ def main(argv=None) -> int:
             cells = [table, str(len(rows[table]))]
             cells += [_format(errors[table]) for errors in boost.values()]
             print("| " + " | ".join(cells) + " |")
+        ours, theirs = _boost_row_errors("cpu"), _boost_row_errors(None)
+        print("\nworst row of each table for the automatic CPU kernel, and scipy's error there")
+        for table, error in ours.items():
+            worst = int(np.argmax(error))
+            a, b, x = rows[table][worst, :3]
+            print(
+                f"{table}: a = {a:.6g}, b = {b:.6g}, x = {x:.6g}: ours {_format(error[worst])}, "
+                f"scipy {_format(theirs[table][worst])}"
+            )
     if args.json:
         figures = {"kernels": reports, "scipy": scipy, "boost": boost}
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
