@@ -509,10 +509,21 @@ def test_huge_a_with_x_next_to_1(kernel):
     a, b, x = (torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True))
     value = betainc(a, b, x).numpy()
     for (pa, pb, px), found in zip(points, value, strict=True):
-        with mpmath.workdps(40):
-            y = -(mpmath.mpf(pa) + (pb - 1) / 2) * mpmath.log(mpmath.mpf(px))
-            exact = mpmath.gammainc(pb, y, mpmath.inf, regularized=True)
-        assert abs(found - exact) <= 1e-11 * exact, (pa, pb, px, found, float(exact))
+        exact = _gamma_limit(pa, pb, px, upper=True)
+        assert abs(found - exact) <= 1e-11 * exact, (pa, pb, px, found, exact)
+
+
+def _gamma_limit(huge: float, small: float, x: float, *, upper: bool) -> float:
+    """I for one huge parameter, from mpmath at 40 digits: with a = ``huge``,
+    I_x(a, b) = Q(b, -(a + (b - 1) / 2) log x) (``upper``); with b = ``huge``,
+    I_x(a, b) = P(a, -(b + (a - 1) / 2) log(1 - x)). Their error is O(1 / huge^2)."""
+    with mpmath.workdps(40):
+        huge, small, x = mpmath.mpf(huge), mpmath.mpf(small), mpmath.mpf(x)
+        if upper:
+            y = -(huge + (small - 1) / 2) * mpmath.log(x)
+            return float(mpmath.gammainc(small, y, mpmath.inf, regularized=True))
+        y = -(huge + (small - 1) / 2) * mpmath.log1p(-x)
+        return float(mpmath.gammainc(small, 0, y, regularized=True))
 
 
 # Shared runs whose reflection point (a + 1) / (a + b + 2) rounds to 1 (a above 2^53 against a
@@ -529,23 +540,14 @@ _END_RUNS = (
 @functools.cache
 def _end_run(a: float, b: float, where: str) -> tuple[np.ndarray, np.ndarray]:
     """The run's x (4,096 values, so that the bins of the shared-parameter kernel are full) and
-    the oracle at each: for a huge, I = Q(b, -(a + (b - 1) / 2) log x); for b huge,
-    I = P(a, -(b + (a - 1) / 2) log(1 - x)) (mpmath, both to far better than the bound)."""
-    if where == "x near 1":
+    the oracle at each (:func:`_gamma_limit`, far better than the bound there)."""
+    near_1 = where == "x near 1"
+    if near_1:
         x = 1.0 - 2.0**-53 * np.repeat(np.arange(1.0, 9.0), 512)
     else:
         x = np.linspace(0.05, 2.5 * (a + 1.0), 4096) / b
-    exact = []
-    with mpmath.workdps(40):
-        for value in np.unique(x):
-            point = mpmath.mpf(float(value))
-            if where == "x near 1":
-                y = -(mpmath.mpf(a) + (mpmath.mpf(b) - 1) / 2) * mpmath.log(point)
-                exact.append(mpmath.gammainc(b, y, mpmath.inf, regularized=True))
-            else:
-                y = -(mpmath.mpf(b) + (mpmath.mpf(a) - 1) / 2) * mpmath.log1p(-point)
-                exact.append(mpmath.gammainc(a, 0, y, regularized=True))
-    table = dict(zip(np.unique(x).tolist(), (float(v) for v in exact), strict=True))
+    huge, small = (a, b) if near_1 else (b, a)
+    table = {value: _gamma_limit(huge, small, value, upper=near_1) for value in set(x.tolist())}
     return x, np.array([table[value] for value in x.tolist()])
 
 
